@@ -1,0 +1,163 @@
+/* greenhub/runtime.h — the runtime and its greenlets.
+ *
+ * A greenlet is a function running on its own stack, switched cooperatively:
+ * it gives up its hub only at a blocking call (gh_join, gh_sleep_ms,
+ * gh_event_wait, the green I/O calls, ...) or at gh_yield.  Greenlets are
+ * scheduled M:N over one hub (an OS thread pinned to one CPU core) per core;
+ * an idle hub steals runnable greenlets from busy ones, so a greenlet may
+ * resume on another hub after any switch point.  See "Migration" below.
+ *
+ * Conventions: functions returning int return 0 or a positive errno value,
+ * like pthread_*.  Timeouts are int64_t milliseconds: -1 waits forever, 0
+ * polls.  Every call also works on a plain thread (outside a greenlet), by
+ * blocking that thread.
+ *
+ * Migration.  The library saves errno when a greenlet switches out and
+ * restores it on the thread where it resumes.  Do not keep the address of a
+ * thread-local variable across a blocking call: after it the greenlet may run
+ * on another thread.  A greenlet that must stay on one thread (because it
+ * uses thread-local state of some library) is spawned with
+ * gh_spawn_opts.pinned.
+ */
+#ifndef GREENHUB_RUNTIME_H
+#define GREENHUB_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Marks the public API (the library is built with hidden visibility). */
+#ifndef GH_API
+#define GH_API __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The function a greenlet runs; its return value is what gh_join yields. */
+typedef void *(*gh_fn)(void *arg);
+
+/* Runtime configuration.  Zero in any field means "the default".
+ *   hubs        number of hubs; default: one per physical core (hwloc).
+ *   stack_size  default greenlet stack size in bytes; default 256 KiB.
+ *               Rounded up to whole pages.
+ *   no_pin      non-zero: do not pin hub threads to cores.
+ *   name        a name for the process's runtime (shown by tools).
+ * Environment variables override the fields: GREENHUB_HUBS=N,
+ * GREENHUB_STACK_SIZE=bytes, GREENHUB_PIN=0 (do not pin) or 1.
+ * GREENHUB_GUARD=madvise|mprotect|canary forces a stack guard mode (see
+ * gh_stack_guard_mode). */
+typedef struct gh_config {
+    unsigned hubs;
+    size_t stack_size;
+    int no_pin;
+    const char *name;
+} gh_config;
+
+/* Starts the hubs, runs main_fn(arg) as the first greenlet (named "main"),
+ * and when it returns stops the hubs and returns.  *result (if result is not
+ * NULL) receives main_fn's return value.  cfg may be NULL for defaults.
+ *
+ * When main_fn returns the runtime stops: greenlets that are still alive
+ * are not run any further and their stacks are released (like goroutines
+ * when Go's main returns).  Handles to them become invalid.
+ *
+ * Returns 0; EBUSY if a runtime is already running in this process; EINVAL
+ * for a NULL main_fn or an unusable configuration; ENOMEM or EAGAIN if
+ * memory or threads could not be had.  gh_run may be called again after it
+ * returns. */
+GH_API int gh_run(const gh_config *cfg, gh_fn main_fn, void *arg, void **result);
+
+typedef struct gh_greenlet gh_greenlet;
+
+/* Options for gh_spawn_with; zero-initialised means defaults.
+ *   name        shown in crash reports and tools (copied; at most 31 bytes
+ *               are kept).  Default "(unnamed)".
+ *   stack_size  this greenlet's stack size in bytes (rounded up to pages);
+ *               0 = the runtime default.
+ *   hub         with pinned: the 0-based hub it runs on (must be < hubs).
+ *   pinned      non-zero: runs only on hub `hub`, never stolen.  Otherwise
+ *               `hub` is ignored. */
+typedef struct gh_spawn_opts {
+    const char *name;
+    size_t stack_size;
+    int hub;
+    int pinned;
+} gh_spawn_opts;
+
+/* Creates a greenlet running fn(arg) and makes it runnable.  Works from a
+ * greenlet on any hub and from a plain thread while a runtime is running.
+ * The new greenlet usually runs on the spawning hub as soon as the spawner
+ * blocks or yields; idle hubs steal it otherwise.
+ *
+ * Returns a handle that must be given back exactly once, with gh_join,
+ * gh_join_timeout (when it succeeds) or gh_detach.  On failure returns NULL
+ * and sets errno: EINVAL (NULL fn, bad opts), ESRCH (no runtime running),
+ * ENOMEM (no memory or address space for the stack). */
+gh_greenlet *gh_spawn(gh_fn fn, void *arg);
+gh_greenlet *gh_spawn_with(const gh_spawn_opts *opts, gh_fn fn, void *arg);
+
+/* Waits for g to finish, stores its return value in *result (if result is
+ * not NULL) and releases g.  Returns 0; EINVAL for a NULL handle; EDEADLK if
+ * g is the caller itself; EBUSY if another caller is already joining g;
+ * ECANCELED if the caller was killed while waiting (g is not released). */
+GH_API int gh_join(gh_greenlet *g, void **result);
+
+/* gh_join with a timeout: ETIMEDOUT if g did not finish within timeout_ms
+ * (0 polls).  On ETIMEDOUT or ECANCELED g is not released and may be joined
+ * again or detached. */
+GH_API int gh_join_timeout(gh_greenlet *g, int64_t timeout_ms, void **result);
+
+/* Gives up the handle: g's resources are released when it finishes (at
+ * once if it has already finished).  NULL is ignored. */
+GH_API void gh_detach(gh_greenlet *g);
+
+/* Cancels g: the blocking call it is parked in (or the next one it makes)
+ * returns ECANCELED, and every later blocking call too.  The greenlet is
+ * expected to clean up and return.  Returns 0, EINVAL for NULL, ESRCH if g
+ * has already finished. */
+GH_API int gh_kill(gh_greenlet *g);
+
+/* Lets every other runnable greenlet of this hub run once before the caller
+ * continues.  On a plain thread, sched_yield(). */
+GH_API void gh_yield(void);
+
+/* Sleeps at least ms milliseconds (never wakes early).  Returns 0, EINVAL
+ * for ms < 0, ECANCELED if the greenlet was killed. */
+GH_API int gh_sleep_ms(int64_t ms);
+
+/* The calling greenlet; NULL outside a greenlet. */
+gh_greenlet *gh_self(void);
+
+/* A greenlet's id: unique within the process, never reused, > 0.  The main
+ * greenlet of a runtime is the first id that runtime hands out.  0 for
+ * NULL. */
+GH_API uint64_t gh_id(const gh_greenlet *g);
+
+/* The name given at spawn ("(unnamed)" by default, "main" for the main
+ * greenlet); "" for NULL. */
+const char *gh_name(const gh_greenlet *g);
+
+/* The 0-based index of the hub the caller runs on; -1 outside a hub.  The
+ * answer may be stale after the next switch point. */
+GH_API int gh_hub_index(void);
+
+/* Number of hubs of the running runtime; 0 when none runs. */
+GH_API unsigned gh_hub_count(void);
+
+/* How stacks are guarded in this process (decided at the first gh_run):
+ *   "madvise"  guard page installed with MADV_GUARD_INSTALL (Linux 6.13+):
+ *              every stack has a real guard at almost no kernel map entries.
+ *   "mprotect" guard page made with mprotect: two map entries per stack, so
+ *              used only up to a budget derived from vm.max_map_count, after
+ *              which new stacks fall back to "canary".
+ *   "canary"   no hardware guard: a canary word below the stack is checked
+ *              at every switch; an overflow is reported at the next switch
+ *              (one that skips past the 4 KiB red zone is not detected).
+ * NULL before the first gh_run. */
+const char *gh_stack_guard_mode(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,655 @@
+/* sched/hub.c — the hub loop: run queues, switching, stealing, hub sleep.
+ *
+ * Glossary
+ *   greenlet   a function on its own stack, switched cooperatively.
+ *   hub        one OS thread pinned to one core: runs greenlets, owns a
+ *              libuv loop (timers, cross-thread wakeups, later I/O).
+ *   next slot  the greenlet to run next on a hub (the one just woken or
+ *              spawned there): message passing keeps its locality.
+ *   deque      a hub's Chase–Lev deque of runnable greenlets (deque.c).
+ *   local list a hub's owner-only FIFO: greenlets pinned to it, and
+ *              greenlets that yielded.
+ *   mailbox    a locked FIFO through which other threads hand a hub the
+ *              greenlets pinned to it.
+ *   inject     the global locked FIFO through which plain threads hand work
+ *              to the hubs.
+ *   park       a greenlet gives up its hub until a waker makes it runnable
+ *              (park.c); unpark makes it RUNNABLE on the waker's hub.
+ *
+ * Run queues
+ *   A runnable greenlet is in exactly one of: a next slot, a local list, a
+ *   deque, a mailbox, the inject queue.  A hub takes from its deque's top
+ *   (FIFO, the same end thieves use) so that every greenlet queued on a hub
+ *   runs in turn; the LIFO behaviour that gives locality comes from the next
+ *   slot instead (Go's runnext, Tokio's LIFO slot).  Yielders go to the
+ *   local list, not the deque: a yield is then a switch and two list
+ *   operations, with no atomic read-modify-write; a yielder is unstealable
+ *   only until it runs again.  The hub alternates between its local list
+ *   and its deque so that neither starves the other.
+ *
+ * Switching
+ *   A greenlet that blocks or yields picks the next greenlet itself
+ *   (pick_fast) and switches straight to it; only when its hub has nothing
+ *   local to run, or it is time to look around (every LOOK_EVERY ticks),
+ *   does it switch to the hub's scheduler context, which runs
+ *   find_runnable().  Whoever receives a switch first runs after_switch(),
+ *   which finishes what the previous greenlet asked for (re-queue after a
+ *   yield, complete a park, release a dead greenlet).  That is what makes
+ *   parking safe: the lock of the primitive a greenlet parks on is released
+ *   only after its registers are saved and it is off its stack.
+ *
+ * Hub sleep (no lost wakeups, no thundering herd; Go's spinning-M rule)
+ *   A hub with no work may *search* (steal); rt->nr_searching counts
+ *   searchers, and at most half the awake hubs search at once.  A hub that
+ *   makes work runnable (pushes on its deque or the inject queue) calls
+ *   wakep(): if no hub is searching and some hub sleeps, it wakes exactly
+ *   one, which starts out searching.  A searcher that finds work stops
+ *   searching, and if it was the last searcher it calls wakep() in turn, so
+ *   a burst of work wakes hubs one at a time, only as long as they find
+ *   something.  To sleep, a hub:
+ *     1. stops searching; if it was the last searcher, issues a full
+ *        barrier and re-checks every queue (a pusher may have skipped
+ *        wakep() because it saw us searching);
+ *     2. announces itself: pushes itself on rt->idle, nr_sleeping++;
+ *     3. full barrier (pairs with the one in wakep(): either the pusher
+ *        sees nr_sleeping > 0, or we see its work);
+ *     4. re-checks every queue, and cancels the sleep if anything is there;
+ *     5. sleeps in uv_run(UV_RUN_ONCE): epoll until its timer, its uv_async
+ *        (wakep, a mailbox delivery, shutdown) or, later, I/O.
+ *   Never check first and announce after: a push in between would be lost.
+ *
+ * Threads and ownership: everything in struct gh__hub above its "shared"
+ * line is touched only by the hub's own thread (see internal.h). */
+#include "internal.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* Every LOOK_EVERY ticks a hub looks beyond its own queues: the inject
+ * queue first (so plain threads' work is not starved by a busy hub), and its
+ * timers.  61 is Go's figure for its global queue; not measured here. */
+enum { LOOK_EVERY = 61 };
+/* Every POLL_EVERY look-arounds a busy hub also runs its libuv loop once
+ * without blocking (it always does when its queues run dry).  A guess. */
+enum { POLL_EVERY = 16 };
+/* Greenlets taken from the inject queue at once, at most: bounds how long
+ * the inject lock is held.  A guess. */
+enum { INJECT_BATCH = 32 };
+/* Passes over all victims before a searching hub sleeps.  A guess. */
+enum { STEAL_ROUNDS = 2 };
+
+struct gh__runtime *gh__rt;
+
+static __thread struct gh__hub *tls_hub
+    __attribute__((tls_model("initial-exec")));
+
+/* noinline/noipa: the compiler must not reuse a thread-local address across
+ * a switch (see "Migration" in DESIGN.md). */
+__attribute__((noinline, noipa)) struct gh__hub *gh__hub_self(void)
+{
+    return tls_hub;
+}
+
+void gh__hub_set_self(struct gh__hub *h)
+{
+    tls_hub = h;
+}
+
+__attribute__((noinline, noipa)) static int *errno_ptr(void)
+{
+    return &errno;
+}
+
+void gh__die(const char *fn, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "greenhub: %s: ", fn);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    abort();
+}
+
+/* ---- locked FIFOs (inject queue, mailboxes) ------------------------------- */
+
+void gh__fifo_init(struct gh__fifo *f)
+{
+    pthread_mutex_init(&f->mu, NULL);
+    f->head = f->tail = NULL;
+    atomic_init(&f->len, 0);
+}
+
+void gh__fifo_destroy(struct gh__fifo *f)
+{
+    pthread_mutex_destroy(&f->mu);
+}
+
+static void fifo_push(struct gh__fifo *f, gh_greenlet *g)
+{
+    g->qnext = NULL;
+    pthread_mutex_lock(&f->mu);
+    if (f->tail)
+        f->tail->qnext = g;
+    else
+        f->head = g;
+    f->tail = g;
+    atomic_store_explicit(&f->len, atomic_load_explicit(&f->len, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    pthread_mutex_unlock(&f->mu);
+}
+
+/* Takes up to max greenlets; returns the first, chains the rest via qnext. */
+static gh_greenlet *fifo_take(struct gh__fifo *f, size_t max)
+{
+    if (atomic_load_explicit(&f->len, memory_order_relaxed) == 0)
+        return NULL;
+    pthread_mutex_lock(&f->mu);
+    gh_greenlet *first = f->head, *last = NULL;
+    size_t n = 0;
+    for (gh_greenlet *g = first; g && n < max; g = g->qnext) {
+        last = g;
+        n++;
+    }
+    if (last) {
+        f->head = last->qnext;
+        if (!f->head)
+            f->tail = NULL;
+        last->qnext = NULL;
+        atomic_store_explicit(&f->len, atomic_load_explicit(&f->len, memory_order_relaxed) - n,
+                              memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&f->mu);
+    return first;
+}
+
+/* ---- local queues (hub thread only) --------------------------------------- */
+
+static void local_push(struct gh__hub *h, gh_greenlet *g)
+{
+    g->qnext = NULL;
+    if (h->pinned_tail)
+        h->pinned_tail->qnext = g;
+    else
+        h->pinned_head = g;
+    h->pinned_tail = g;
+    h->pinned_len++;
+}
+
+static gh_greenlet *local_pop(struct gh__hub *h)
+{
+    gh_greenlet *g = h->pinned_head;
+    if (g) {
+        h->pinned_head = g->qnext;
+        if (!h->pinned_head)
+            h->pinned_tail = NULL;
+        g->qnext = NULL;
+        h->pinned_len--;
+    }
+    return g;
+}
+
+static gh_greenlet *deque_take(struct gh__hub *h)
+{
+    void *x;
+    while ((x = gh__deque_steal(&h->dq)) == GH_DEQUE_ABORT)
+        ;
+    return x;
+}
+
+static void wakep(void);
+
+/* Hub thread only: g (RUNNABLE) joins h's queues at the back. */
+static void push_back(struct gh__hub *h, gh_greenlet *g)
+{
+    if (g->pinned_hub >= 0) {
+        local_push(h, g);
+        return;
+    }
+    if (gh__deque_push(&h->dq, g) != 0) {
+        /* The deque cannot grow (no memory): the inject queue needs none. */
+        fifo_push(&gh__rt->inject, g);
+    }
+    wakep();
+}
+
+/* Hub thread only: g (RUNNABLE) runs next on h; the previous occupant of
+ * the next slot moves to the back. */
+static void push_next(struct gh__hub *h, gh_greenlet *g)
+{
+    gh_greenlet *old = h->next;
+    h->next = g;
+    if (old)
+        push_back(h, old);
+}
+
+/* Any thread: makes g (already RUNNABLE) runnable somewhere.  On a hub it
+ * goes to that hub's next slot (locality: the wakee runs right after the
+ * waker); pinned greenlets go to their hub; plain threads use the inject
+ * queue. */
+void gh__enqueue(gh_greenlet *g)
+{
+    struct gh__hub *h = gh__hub_self();
+    if (g->pinned_hub >= 0 && (!h || h->index != (unsigned)g->pinned_hub)) {
+        struct gh__hub *t = &gh__rt->hubs[g->pinned_hub];
+        fifo_push(&t->mailbox, g);
+        uv_async_send(&t->async);
+        return;
+    }
+    if (!h) {
+        fifo_push(&gh__rt->inject, g);
+        wakep();
+        return;
+    }
+    push_next(h, g);
+}
+
+static void mailbox_drain(struct gh__hub *h)
+{
+    gh_greenlet *g = fifo_take(&h->mailbox, SIZE_MAX);
+    while (g) {
+        gh_greenlet *n = g->qnext;
+        local_push(h, g);
+        g = n;
+    }
+}
+
+/* The next greenlet from h's own queues, or NULL. */
+static gh_greenlet *local_take(struct gh__hub *h)
+{
+    gh_greenlet *g;
+    if (atomic_load_explicit(&h->mailbox.len, memory_order_relaxed))
+        mailbox_drain(h);
+    if ((g = h->next)) {
+        h->next = NULL;
+        return g;
+    }
+    if (h->tick & 1) {
+        if ((g = local_pop(h)) || (g = deque_take(h)))
+            return g;
+    } else {
+        if ((g = deque_take(h)) || (g = local_pop(h)))
+            return g;
+    }
+    return NULL;
+}
+
+static gh_greenlet *inject_take(struct gh__hub *h)
+{
+    struct gh__runtime *rt = gh__rt;
+    size_t len = atomic_load_explicit(&rt->inject.len, memory_order_relaxed);
+    if (len == 0)
+        return NULL;
+    size_t n = len / rt->nhubs + 1;
+    gh_greenlet *g = fifo_take(&rt->inject, n < INJECT_BATCH ? n : INJECT_BATCH);
+    if (!g)
+        return NULL;
+    for (gh_greenlet *x = g->qnext; x;) {
+        gh_greenlet *nx = x->qnext;
+        x->qnext = NULL;
+        if (gh__deque_push(&h->dq, x) != 0)
+            local_push(h, x);
+        x = nx;
+    }
+    g->qnext = NULL;
+    return g;
+}
+
+/* ---- switching -------------------------------------------------------------- */
+
+/* Hub thread: g (RUNNABLE, taken from a queue by this hub) becomes h's
+ * current greenlet.  A greenlet taken twice would abort here. */
+static void set_running(struct gh__hub *h, gh_greenlet *g)
+{
+    int s = atomic_load_explicit(&g->state, memory_order_acquire);
+    if (s != GH_G_RUNNABLE)
+        gh__die(__func__, "greenlet #%llu resumed in state %d (double resume)",
+                (unsigned long long)g->id, s);
+    atomic_store_explicit(&g->state, GH_G_RUNNING, memory_order_relaxed);
+    if (g->last_hub != h) {
+        if (g->last_hub)
+            atomic_fetch_sub_explicit(&g->last_hub->sh.greenlets, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&h->sh.greenlets, 1, memory_order_relaxed);
+        g->last_hub = h;
+    }
+    h->current = g;
+    gh__stat_inc(&h->st.switches);
+}
+
+/* A greenlet to switch to directly, or NULL: go through the scheduler. */
+static gh_greenlet *pick_fast(struct gh__hub *h)
+{
+    if (++h->tick % LOOK_EVERY == 0 ||
+        atomic_load_explicit(&gh__rt->stopping, memory_order_relaxed))
+        return NULL;
+    return local_take(h);
+}
+
+/* Greenlet context: leaves self's stack with `action` for after_switch, to
+ * `next` or (if NULL) the scheduler.  Returns the hub self resumes on. */
+static struct gh__hub *switch_to(struct gh__hub *h, gh_greenlet *self,
+                                 gh_greenlet *next, int action)
+{
+    self->saved_errno = *errno_ptr();
+    h->prev = self;
+    h->prev_action = action;
+    struct gh__ctx *to = &h->sched_ctx;
+    if (next) {
+        set_running(h, next);
+        to = &next->ctx;
+    } else {
+        h->current = NULL;
+    }
+    h = gh__ctx_jump(&self->ctx, to, h, action == GH_ACT_EXIT);
+    gh__after_switch(h);
+    *errno_ptr() = self->saved_errno;
+    return h;
+}
+
+struct gh__hub *gh__switch_out(struct gh__hub *h, gh_greenlet *self, int action)
+{
+    return switch_to(h, self, pick_fast(h), action);
+}
+
+void gh_yield(void)
+{
+    struct gh__hub *h = gh__hub_self();
+    if (!h || !h->current) {
+        sched_yield();
+        return;
+    }
+    gh_greenlet *next = pick_fast(h);
+    if (!next && h->tick % LOOK_EVERY != 0 &&
+        !atomic_load_explicit(&gh__rt->stopping, memory_order_relaxed))
+        return;  /* nothing else is runnable here: keep running */
+    switch_to(h, h->current, next, GH_ACT_YIELD);
+}
+
+/* Completes a park on the hub thread, after the greenlet left its stack. */
+static void park_complete(struct gh__hub *h, gh_greenlet *p)
+{
+    if (p->unlock_fn) {
+        p->unlock_fn(p->unlock_arg);
+        p->unlock_fn = NULL;
+    }
+    int s = GH_G_RUNNING;
+    /* acq_rel: publishes the saved context to the waker that will read
+     * PARKED; pairs with the CAS in gh__unpark(). */
+    if (atomic_compare_exchange_strong_explicit(&p->state, &s, GH_G_PARKED,
+            memory_order_acq_rel, memory_order_acquire)) {
+        gh__stat_inc(&h->st.parks);
+        return;
+    }
+    if (s != GH_G_WOKEN)
+        gh__die(__func__, "greenlet #%llu parked in state %d",
+                (unsigned long long)p->id, s);
+    /* Woken before it was off its stack: it is runnable right away. */
+    atomic_store_explicit(&p->state, GH_G_RUNNABLE, memory_order_release);
+    push_back(h, p);
+}
+
+void gh__after_switch(struct gh__hub *h)
+{
+    gh_greenlet *p = h->prev;
+    if (!p)
+        return;
+    h->prev = NULL;
+    gh__stack_check_canary(p);
+    switch (h->prev_action) {
+    case GH_ACT_YIELD:
+        atomic_store_explicit(&p->state, GH_G_RUNNABLE, memory_order_relaxed);
+        local_push(h, p);
+        break;
+    case GH_ACT_PARK:
+        park_complete(h, p);
+        break;
+    case GH_ACT_EXIT:
+        gh__greenlet_exited(h, p);
+        break;
+    default:
+        gh__die(__func__, "unknown action %d", h->prev_action);
+    }
+}
+
+/* ---- wakeups and sleep ---------------------------------------------------- */
+
+/* Any thread, after making work runnable: wakes one sleeping hub if no hub
+ * is searching (see "Hub sleep" above). */
+static void wakep(void)
+{
+    struct gh__runtime *rt = gh__rt;
+    /* seq_cst fence: pairs with the fence in hub_sleep() step 3. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&rt->nr_searching, memory_order_relaxed) != 0 ||
+        atomic_load_explicit(&rt->nr_sleeping, memory_order_relaxed) == 0)
+        return;
+    unsigned zero = 0;
+    if (!atomic_compare_exchange_strong(&rt->nr_searching, &zero, 1))
+        return;  /* someone else just started searching: they will look */
+    struct gh__hub *t = NULL;
+    pthread_mutex_lock(&rt->idle_mu);
+    if (rt->nidle) {
+        t = rt->idle[--rt->nidle];
+        t->sleeping = false;
+        atomic_fetch_sub(&rt->nr_sleeping, 1);
+    }
+    pthread_mutex_unlock(&rt->idle_mu);
+    if (!t) {
+        atomic_fetch_sub(&rt->nr_searching, 1);
+        return;
+    }
+    /* t now counts as searching (we took nr_searching 0 -> 1 for it); it
+     * learns so in cancel_sleep(). */
+    uv_async_send(&t->async);
+}
+
+void gh__wake_all_hubs(void)
+{
+    for (unsigned i = 0; i < gh__rt->nhubs; i++)
+        uv_async_send(&gh__rt->hubs[i].async);
+}
+
+/* Any runnable work h could take right now? */
+static bool work_visible(struct gh__hub *h)
+{
+    struct gh__runtime *rt = gh__rt;
+    if (h->next || h->pinned_head ||
+        atomic_load_explicit(&h->mailbox.len, memory_order_relaxed) ||
+        atomic_load_explicit(&rt->inject.len, memory_order_relaxed))
+        return true;
+    for (unsigned i = 0; i < rt->nhubs; i++)
+        if (gh__deque_size(&rt->hubs[i].dq))
+            return true;
+    return false;
+}
+
+/* Stops searching.  Returns true if h should keep looking because it was
+ * the last searcher and work appeared meanwhile. */
+static bool searching_stop(struct gh__hub *h, bool found)
+{
+    struct gh__runtime *rt = gh__rt;
+    h->searching = false;
+    if (atomic_fetch_sub(&rt->nr_searching, 1) != 1)
+        return false;
+    if (found) {
+        wakep();  /* the last searcher found work: maybe there is more */
+        return false;
+    }
+    atomic_thread_fence(memory_order_seq_cst);
+    if (work_visible(h)) {
+        atomic_fetch_add(&rt->nr_searching, 1);
+        h->searching = true;
+        return true;
+    }
+    return false;
+}
+
+/* Leaves the idle stack after a sleep or a cancelled sleep. */
+static void cancel_sleep(struct gh__hub *h)
+{
+    struct gh__runtime *rt = gh__rt;
+    pthread_mutex_lock(&rt->idle_mu);
+    if (h->sleeping) {
+        for (unsigned i = 0; i < rt->nidle; i++) {
+            if (rt->idle[i] == h) {
+                rt->idle[i] = rt->idle[--rt->nidle];
+                break;
+            }
+        }
+        h->sleeping = false;
+        atomic_fetch_sub(&rt->nr_sleeping, 1);
+    } else {
+        h->searching = true;  /* wakep() took us off the stack, searching */
+    }
+    pthread_mutex_unlock(&rt->idle_mu);
+}
+
+static void hub_sleep(struct gh__hub *h)
+{
+    struct gh__runtime *rt = gh__rt;
+    /* 1. */
+    if (h->searching && searching_stop(h, false))
+        return;
+    /* 2. */
+    pthread_mutex_lock(&rt->idle_mu);
+    rt->idle[rt->nidle++] = h;
+    h->sleeping = true;
+    atomic_fetch_add(&rt->nr_sleeping, 1);
+    pthread_mutex_unlock(&rt->idle_mu);
+    /* 3. pairs with the fence in wakep() */
+    atomic_thread_fence(memory_order_seq_cst);
+    /* 4. */
+    if (!work_visible(h) && !atomic_load(&rt->stopping)) {
+        /* 5. */
+        gh__stat_inc(&h->st.sleeps);
+        uv_run(&h->loop, UV_RUN_ONCE);
+    }
+    cancel_sleep(h);
+}
+
+/* ---- stealing --------------------------------------------------------------- */
+
+static uint64_t rng_next(struct gh__hub *h)
+{
+    uint64_t x = h->rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return h->rng = x;
+}
+
+/* Takes half of v's deque (rounded up) into h's; returns one of them. */
+static gh_greenlet *steal_from(struct gh__hub *h, struct gh__hub *v)
+{
+    size_t n = (gh__deque_size(&v->dq) + 1) / 2;
+    gh_greenlet *first = NULL;
+    uint64_t got = 0;
+    for (size_t i = 0; i < n; i++) {
+        void *x = gh__deque_steal(&v->dq);
+        if (x == GH_DEQUE_ABORT)
+            continue;
+        if (!x)
+            break;
+        got++;
+        if (!first)
+            first = x;
+        else if (gh__deque_push(&h->dq, x) != 0)
+            local_push(h, x);   /* cannot grow: keep it unstealable */
+    }
+    if (got) {
+        atomic_store_explicit(&h->st.steals,
+            atomic_load_explicit(&h->st.steals, memory_order_relaxed) + got,
+            memory_order_relaxed);
+        atomic_fetch_add_explicit(&v->sh.stolen, got, memory_order_relaxed);
+    }
+    return first;
+}
+
+/* Tries victims near ones first, each group from a random start. */
+static gh_greenlet *steal_work(struct gh__hub *h)
+{
+    struct gh__runtime *rt = gh__rt;
+    if (!h->searching) {
+        unsigned awake = rt->nhubs - atomic_load(&rt->nr_sleeping);
+        if (2 * atomic_load(&rt->nr_searching) >= awake)
+            return NULL;  /* enough hubs are searching already */
+        atomic_fetch_add(&rt->nr_searching, 1);
+        h->searching = true;
+    }
+    for (int round = 0; round < STEAL_ROUNDS; round++) {
+        unsigned lo = 0, hi = h->near_count;
+        for (int group = 0; group < 2; group++) {
+            unsigned n = hi - lo;
+            unsigned start = n ? (unsigned)(rng_next(h) % n) : 0;
+            for (unsigned k = 0; k < n; k++) {
+                struct gh__hub *v = &rt->hubs[h->victims[lo + (start + k) % n]];
+                gh_greenlet *g = steal_from(h, v);
+                if (g)
+                    return g;
+            }
+            lo = h->near_count;
+            hi = h->nvictims;
+        }
+    }
+    return NULL;
+}
+
+/* ---- the hub loop ------------------------------------------------------------ */
+
+/* The next greenlet to run on h; sleeps while there is none; NULL when the
+ * runtime stops.  Sources of work in priority order. */
+static gh_greenlet *find_runnable(struct gh__hub *h)
+{
+    struct gh__runtime *rt = gh__rt;
+    for (;;) {
+        gh_greenlet *g;
+        if (atomic_load_explicit(&rt->stopping, memory_order_acquire))
+            return NULL;
+        bool look = h->tick % LOOK_EVERY == 0;
+        h->tick++;
+        if (look) {
+            /* Fairness: the inject queue, then due timers, before our own
+             * queues; now and then the libuv loop too. */
+            if ((g = inject_take(h)))
+                goto found;
+            gh__timers_run(h);
+            if ((h->tick / LOOK_EVERY) % POLL_EVERY == 0)
+                uv_run(&h->loop, UV_RUN_NOWAIT);
+        }
+        /* 1-3. mailbox, next slot, local list and own deque. */
+        if ((g = local_take(h)))
+            goto found;
+        /* 4. the inject queue. */
+        if ((g = inject_take(h)))
+            goto found;
+        /* 5. timers and libuv (I/O later), without blocking. */
+        gh__timers_run(h);
+        uv_run(&h->loop, UV_RUN_NOWAIT);
+        if ((g = local_take(h)))
+            goto found;
+        /* 6. steal from other hubs. */
+        if ((g = steal_work(h)))
+            goto found;
+        /* 7. sleep in epoll until something happens. */
+        hub_sleep(h);
+        continue;
+    found:
+        if (h->searching)
+            searching_stop(h, true);
+        return g;
+    }
+}
+
+void gh__hub_main(struct gh__hub *h)
+{
+    gh_greenlet *g;
+    h->rng = 0x9e3779b97f4a7c15ULL * (h->index + 1);
+    while ((g = find_runnable(h))) {
+        set_running(h, g);
+        h = gh__ctx_jump(&h->sched_ctx, &g->ctx, h, 0);
+        gh__after_switch(h);
+    }
+}

@@ -1,0 +1,303 @@
+/* sched/internal.h — structures shared by the scheduler's files.
+ *
+ * Every field says who may touch it.  The scheduler's design (hub loop,
+ * hub sleep/wakeup, parking) is explained at the top of sched/hub.c. */
+#ifndef GH_SCHED_INTERNAL_H
+#define GH_SCHED_INTERNAL_H
+
+#include "greenhub.h"
+#include "deque.h"
+#include "context.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#define GH_CACHELINE 64
+#define GH_NAME_MAX 32
+
+/* Broken internal invariant: print "greenhub: <fn>: <msg>" and abort. */
+_Noreturn void gh__die(const char *fn, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* ---- greenlet state machine ----------------------------------------------
+ * The state says who owns the greenlet's stack and where the greenlet is:
+ *   RUNNABLE  in exactly one run queue (a next slot, a deque, the inject
+ *             queue, a mailbox or a pinned list); nobody runs on its stack.
+ *   RUNNING   a hub runs on its stack (or is switching away from it).
+ *   WOKEN     RUNNING, and a wakeup arrived before it finished parking: the
+ *             hub that completes the park re-queues it instead.
+ *   PARKED    off its stack, in no queue; exactly one waker may make it
+ *             RUNNABLE (the one that wins the wait claim, see park.c).
+ *   DEAD      its function returned; the stack is released.
+ * Transitions: RUNNABLE->RUNNING (a hub takes it), RUNNING->RUNNABLE (yield),
+ * RUNNING->PARKED (park completes), RUNNING->WOKEN (early unpark),
+ * WOKEN->RUNNABLE (park completes), PARKED->RUNNABLE (unpark),
+ * RUNNING->DEAD.  Any other transition aborts with both states. */
+enum gh__gstate {
+    GH_G_RUNNABLE = 1,
+    GH_G_RUNNING,
+    GH_G_WOKEN,
+    GH_G_PARKED,
+    GH_G_DEAD,
+};
+
+/* Why a parked greenlet was woken: the low byte of the wait word. */
+enum gh__wake_reason {
+    GH_WAKE_NONE = 0,    /* still waiting: the claim is open */
+    GH_WAKE_EVENT = 1,   /* the thing it waited for happened */
+    GH_WAKE_TIMEOUT = 2, /* its timer fired */
+    GH_WAKE_CANCEL = 3,  /* gh_kill */
+    GH_WAKE_NOMEM = 4,   /* its timer could not be armed (no memory) */
+};
+
+struct gh__hub;
+struct gh__waiter;
+
+struct gh_greenlet {
+    /* Saved context.  Owner: the hub running it, or nobody while queued
+     * (then the state's release/acquire hands it over). */
+    struct gh__ctx ctx;
+    int saved_errno;
+
+    /* Link for the lock-protected lists (inject queue, mailbox, pinned
+     * list, slab free lists).  Owner: whoever holds that list. */
+    gh_greenlet *qnext;
+
+    _Atomic int state;          /* enum gh__gstate; acq/rel */
+    /* Wait claim word: (generation << 8) | reason.  A wait opens with
+     * reason NONE under a fresh generation; the single CAS that sets a
+     * reason is the one wakeup that counts.  Stays monotonic across reuse
+     * of this control block (control blocks are type-stable). */
+    _Atomic uint64_t wait;
+    _Atomic int killed;         /* set once by gh_kill; seq_cst */
+    _Atomic int refs;           /* handle + running; last one frees */
+
+    /* Park request: written by the greenlet, read by the context that
+     * receives the switch on the same thread (see gh__after_switch). */
+    void (*unlock_fn)(void *);
+    void *unlock_arg;
+
+    /* Join state, under join_lock. */
+    atomic_flag join_lock;
+    bool done;
+    bool detached;
+    struct gh__waiter *joiner;
+
+    /* Immutable after spawn. */
+    gh_fn fn;
+    void *arg;
+    void *result;               /* written before done is set */
+    uint64_t id;
+    int pinned_hub;             /* -1: may run on any hub */
+    bool is_main;
+    int stack_kind;             /* enum gh__stack_kind, see stack.c */
+    char name[GH_NAME_MAX];
+
+    /* Hub it last ran on, for the per-hub "greenlets" gauge.  Written only
+     * by the hub that switches it in. */
+    struct gh__hub *last_hub;
+
+};
+
+/* ---- waiting -------------------------------------------------------------
+ * A waiter is what a primitive queues: a greenlet (g, gen) or a plain thread
+ * (tp).  It lives on the waiting side's stack; a waker must use it only
+ * while holding the primitive's lock (see park.c). */
+struct gh__tparker {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int reason;                 /* under mu; NONE until claimed */
+};
+
+struct gh__waiter {
+    struct gh__waiter *next, *prev;  /* the primitive's list, under its lock */
+    gh_greenlet *g;                  /* NULL for a plain thread */
+    uint64_t gen;
+    struct gh__tparker *tp;
+    bool linked;
+};
+
+/* Tiny spin lock for primitive-internal state; never held across a switch
+ * except that park() releases it from the next context (same thread). */
+void gh__spin_lock(atomic_flag *l);
+void gh__spin_unlock_cb(void *l);
+static inline void gh__spin_unlock(atomic_flag *l)
+{
+    atomic_flag_clear_explicit(l, memory_order_release);
+}
+
+/* park.c */
+uint64_t gh__wait_open(gh_greenlet *g);            /* new generation */
+bool gh__wake(gh_greenlet *g, uint64_t gen, int reason);
+void gh__unpark(gh_greenlet *g);
+int gh__park(gh_greenlet *self, uint64_t gen, int64_t timeout_ms,
+             void (*unlock_fn)(void *), void *arg);
+void gh__waiter_init(struct gh__waiter *w, gh_greenlet *self,
+                     struct gh__tparker *tp);
+void gh__waiter_arm(struct gh__waiter *w);
+void gh__waiter_fini(struct gh__waiter *w);
+bool gh__waiter_wake(struct gh__waiter *w, int reason);
+int gh__waiter_wait(struct gh__waiter *w, int64_t timeout_ms,
+                    void (*unlock_fn)(void *), void *arg);
+int gh__reason_errno(int reason);
+
+/* ---- hubs ---------------------------------------------------------------- */
+
+/* The global inject queue and the per-hub mailbox: a locked FIFO. */
+struct gh__fifo {
+    pthread_mutex_t mu;
+    gh_greenlet *head, *tail;    /* under mu */
+    _Atomic size_t len;          /* written under mu; read racily as a hint */
+};
+
+struct gh__timer_ent {
+    uint64_t deadline_ns;
+    gh_greenlet *g;
+    uint64_t gen;
+};
+
+struct gh__stats_cells {             /* written by the owner hub, relaxed */
+    _Atomic uint64_t switches, steals, parks, sleeps, wakeups;
+};
+struct gh__stats_shared {            /* written by other hubs, relaxed RMW */
+    _Atomic uint64_t stolen;
+    _Atomic int64_t greenlets;
+};
+
+struct gh__hub {
+    /* ---- Owner: this hub's thread only. ---- */
+    gh_greenlet *current;        /* running greenlet, NULL in the scheduler */
+    gh_greenlet *next;           /* runnext slot: runs next, never stolen */
+    gh_greenlet *pinned_head, *pinned_tail;  /* pinned runnable greenlets */
+    size_t pinned_len;
+    gh_greenlet *prev;           /* switched out; handled by after_switch */
+    int prev_action;             /* enum gh__action */
+    uint32_t tick;
+    uint64_t rng;
+    bool searching;              /* counted in rt->nr_searching */
+    uv_loop_t loop;
+    uv_timer_t timer;            /* armed for the earliest timer_heap entry */
+    struct gh__timer_ent *timer_heap;
+    size_t timer_len, timer_cap, timer_compact_at;
+    struct gh__ctx sched_ctx;    /* the hub loop's own context */
+    struct gh__stack_cache *stacks;
+    gh_greenlet *g_free;         /* free control blocks */
+    size_t g_free_len;
+    uint64_t id_next, id_end;    /* block of greenlet ids */
+    unsigned *victims;           /* steal order: near hubs first */
+    unsigned nvictims;
+    unsigned near_count;         /* victims[0..near_count) share a cache */
+    void *altstack;
+    pthread_t thread;
+    unsigned index;
+    struct gh__stats_cells st;
+
+    /* ---- Shared with other threads. ---- */
+    _Alignas(GH_CACHELINE) gh__deque dq;   /* owner pushes/takes; all steal */
+    struct gh__fifo mailbox;     /* pinned greenlets sent from elsewhere */
+    uv_async_t async;            /* the only way to wake this hub */
+    bool sleeping;               /* in rt->idle stack; rt->idle_mu */
+    int core;                    /* immutable after start; -1 unpinned */
+    _Alignas(GH_CACHELINE) struct gh__stats_shared sh;
+};
+
+enum gh__action {
+    GH_ACT_NONE = 0,
+    GH_ACT_YIELD,    /* prev goes back to a run queue */
+    GH_ACT_PARK,     /* prev parks: unlock_fn, then RUNNING -> PARKED */
+    GH_ACT_EXIT,     /* prev is dead: release its stack */
+};
+
+struct gh__runtime {
+    unsigned nhubs;
+    size_t stack_size;
+    bool pin;
+    struct gh__hub *hubs;        /* immutable after start */
+
+    struct gh__fifo inject;      /* from plain threads */
+
+    /* Hub sleep/wakeup (see "Hub sleep" in hub.c). */
+    _Alignas(GH_CACHELINE) _Atomic unsigned nr_searching;
+    _Atomic unsigned nr_sleeping;
+    pthread_mutex_t idle_mu;
+    struct gh__hub **idle;       /* stack of sleeping hubs, under idle_mu */
+    unsigned nidle;
+
+    _Alignas(GH_CACHELINE) _Atomic int stopping;
+    _Atomic uint64_t id_counter;
+    gh_greenlet *main_g;
+    void *main_result;
+
+    /* Greenlet control-block slabs (type-stable until the runtime ends). */
+    pthread_mutex_t slab_mu;
+    void **slabs;                /* under slab_mu */
+    size_t nslabs, slabs_cap;
+    gh_greenlet *g_free;         /* shared free list, under slab_mu */
+
+    pthread_mutex_t start_mu;    /* start handshake (runtime.c) */
+    pthread_cond_t start_cv;
+    unsigned ready;              /* hubs initialised, under start_mu */
+    bool go;                     /* under start_mu */
+};
+
+extern struct gh__runtime *gh__rt;   /* set while a runtime runs */
+
+/* Hub the calling thread runs, NULL on a plain thread.  Never cached across
+ * a switch: a greenlet may resume on another hub (use the hub the switch
+ * returns). */
+struct gh__hub *gh__hub_self(void);
+void gh__hub_set_self(struct gh__hub *h);
+
+/* hub.c */
+void gh__hub_main(struct gh__hub *h);
+void gh__after_switch(struct gh__hub *h);
+struct gh__hub *gh__switch_out(struct gh__hub *h, gh_greenlet *self,
+                               int action);
+void gh__enqueue(gh_greenlet *g);
+void gh__wake_all_hubs(void);
+void gh__fifo_init(struct gh__fifo *f);
+void gh__fifo_destroy(struct gh__fifo *f);
+
+/* greenlet.c */
+void gh__greenlet_exited(struct gh__hub *h, gh_greenlet *g);
+void gh__greenlet_release_ref(struct gh__hub *h, gh_greenlet *g);
+gh_greenlet *gh__greenlet_new(struct gh__hub *h, const gh_spawn_opts *o,
+                              gh_fn fn, void *arg);
+void gh__greenlets_destroy_all(void);
+
+/* timer.c */
+int gh__timer_init(struct gh__hub *h);
+int gh__timer_add(struct gh__hub *h, uint64_t deadline_ns, gh_greenlet *g,
+                  uint64_t gen);
+void gh__timers_run(struct gh__hub *h);
+void gh__timer_destroy(struct gh__hub *h);
+uint64_t gh__now_ns(void);
+
+/* stack.c */
+enum gh__stack_kind { GH_STACK_NONE = 0, GH_STACK_CACHED, GH_STACK_OWN };
+int gh__stack_global_init(size_t default_size);
+void gh__stack_global_destroy(void);
+int gh__stack_alloc(struct gh__hub *h, size_t size, struct gh__ctx *ctx,
+                    int *kind);
+void gh__stack_free(struct gh__hub *h, struct gh__ctx *ctx, int kind);
+void gh__stack_check_canary(const gh_greenlet *g);
+int gh__stack_hub_init(struct gh__hub *h);
+void gh__stack_hub_destroy(struct gh__hub *h);
+void gh__overflow_handler_install(void);
+
+/* topology.c */
+int gh__topology_plan(struct gh__runtime *rt, bool pin);
+int gh__topology_pin_self(int cpu);
+int gh__topology_ncores(void);
+
+/* Stats: single-writer counters; a relaxed load+store, never a lock. */
+static inline void gh__stat_inc(_Atomic uint64_t *c)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+#endif

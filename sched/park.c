@@ -1,0 +1,222 @@
+/* sched/park.c — the one park/unpark mechanism every blocking call uses.
+ *
+ * Two questions decide a wakeup, and two words answer them:
+ *
+ *   Who wakes it?  g->wait = (generation << 8) | reason.  A greenlet that is
+ *   about to wait opens a new generation with reason NONE (gh__wait_open).
+ *   Each possible waker (the primitive, its timer, gh_kill) remembers the
+ *   generation it was registered for, and wakes the greenlet only if its
+ *   CAS (gen, NONE) -> (gen, reason) succeeds.  Exactly one waker wins per
+ *   wait; a late timer or a stale waker of an older wait loses harmlessly.
+ *   Control blocks are type-stable while the runtime runs (greenlet.c), so
+ *   a stale waker may always read g->wait.
+ *
+ *   When may it run?  g->state.  The winner calls gh__unpark(): PARKED ->
+ *   RUNNABLE and onto a run queue; or, if the greenlet is still RUNNING
+ *   (between opening its wait and leaving its stack), RUNNING -> WOKEN, and
+ *   the hub that completes the park re-queues it (park_complete in hub.c).
+ *   So a greenlet is never resumed before it is off its stack, and never
+ *   twice: a second unpark of the same wait cannot happen (lost CAS), and a
+ *   RUNNABLE greenlet taken twice aborts in set_running().
+ *
+ * Waiters on primitives are either greenlets (g, gen) or plain threads
+ * (a mutex/condvar "thread parker").  A waiter lives on the waiting side's
+ * stack, so a waker touches it only while it holds the primitive's lock,
+ * and the waiting side unlinks itself under that lock before returning.
+ *
+ *     waiter (greenlet)                    waker (any hub or thread)
+ *     gen = gh__wait_open(self)
+ *     lock(prim); link w
+ *     gh__park(.., unlock(prim))  ----->   lock(prim); unlink w
+ *       [off stack; hub unlocks prim]      gh__waiter_wake(w) -> CAS wins
+ *     resumes on some hub                   -> gh__unpark(g) -> enqueue
+ *                                          unlock(prim)
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <time.h>
+
+void gh__spin_lock(atomic_flag *l)
+{
+    unsigned spins = 0;
+    while (atomic_flag_test_and_set_explicit(l, memory_order_acquire)) {
+        if (++spins > 64) {
+            sched_yield();   /* the holder may have been preempted */
+            spins = 0;
+        } else {
+            __builtin_ia32_pause();
+        }
+    }
+}
+
+void gh__spin_unlock_cb(void *l)
+{
+    gh__spin_unlock(l);
+}
+
+uint64_t gh__wait_open(gh_greenlet *g)
+{
+    uint64_t gen = (atomic_load_explicit(&g->wait, memory_order_relaxed) >> 8) + 1;
+    /* seq_cst: pairs with gh_kill(), which stores killed then reads wait. */
+    atomic_store_explicit(&g->wait, gen << 8, memory_order_seq_cst);
+    return gen;
+}
+
+bool gh__wake(gh_greenlet *g, uint64_t gen, int reason)
+{
+    uint64_t open = gen << 8;
+    if (!atomic_compare_exchange_strong_explicit(&g->wait, &open,
+            open | (uint64_t)reason, memory_order_acq_rel, memory_order_relaxed))
+        return false;
+    gh__unpark(g);
+    return true;
+}
+
+void gh__unpark(gh_greenlet *g)
+{
+    int s = atomic_load_explicit(&g->state, memory_order_acquire);
+    for (;;) {
+        if (s == GH_G_PARKED) {
+            if (atomic_compare_exchange_weak_explicit(&g->state, &s, GH_G_RUNNABLE,
+                    memory_order_acq_rel, memory_order_acquire)) {
+                gh__enqueue(g);
+                return;
+            }
+        } else if (s == GH_G_RUNNING) {
+            if (atomic_compare_exchange_weak_explicit(&g->state, &s, GH_G_WOKEN,
+                    memory_order_acq_rel, memory_order_acquire))
+                return;
+        } else {
+            gh__die(__func__, "greenlet #%llu unparked in state %d (double wakeup)",
+                    (unsigned long long)g->id, s);
+        }
+    }
+}
+
+/* Greenlet context: parks self in wait `gen` (already opened) until a
+ * waker wins the claim; unlock_fn(arg) runs once self is off its stack.
+ * timeout_ms: -1 none, 0 claim a timeout at once, > 0 arm a timer.
+ * Returns the winning reason. */
+int gh__park(gh_greenlet *self, uint64_t gen, int64_t timeout_ms,
+             void (*unlock_fn)(void *), void *arg)
+{
+    struct gh__hub *h = gh__hub_self();
+    if (atomic_load(&self->killed))
+        gh__wake(self, gen, GH_WAKE_CANCEL);
+    else if (timeout_ms == 0)
+        gh__wake(self, gen, GH_WAKE_TIMEOUT);
+    else if (timeout_ms > 0) {
+        uint64_t ns = (uint64_t)timeout_ms * 1000000u;
+        if (gh__timer_add(h, gh__now_ns() + ns, self, gen) != 0)
+            gh__wake(self, gen, GH_WAKE_NOMEM);
+    }
+    self->unlock_fn = unlock_fn;
+    self->unlock_arg = arg;
+    gh__switch_out(h, self, GH_ACT_PARK);
+    return (int)(atomic_load_explicit(&self->wait, memory_order_acquire) & 0xff);
+}
+
+int gh__reason_errno(int reason)
+{
+    switch (reason) {
+    case GH_WAKE_EVENT: return 0;
+    case GH_WAKE_TIMEOUT: return ETIMEDOUT;
+    case GH_WAKE_CANCEL: return ECANCELED;
+    case GH_WAKE_NOMEM: return ENOMEM;
+    default: gh__die(__func__, "bad wake reason %d", reason);
+    }
+}
+
+/* ---- waiters: a greenlet or a plain thread ------------------------------ */
+
+void gh__waiter_init(struct gh__waiter *w, gh_greenlet *self, struct gh__tparker *tp)
+{
+    w->next = w->prev = NULL;
+    w->linked = false;
+    w->g = self;
+    w->tp = NULL;
+    w->gen = 0;
+    if (self)
+        return;   /* the wait opens in gh__waiter_arm(), under the lock */
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&tp->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&tp->mu, NULL);
+    tp->reason = GH_WAKE_NONE;
+    w->tp = tp;
+}
+
+/* Under the primitive's lock, right before w is linked: from here on the
+ * caller must wait (gh__waiter_wait), never return early, or a waker
+ * (gh_kill included) could claim a wait nobody parks in. */
+void gh__waiter_arm(struct gh__waiter *w)
+{
+    if (w->g)
+        w->gen = gh__wait_open(w->g);
+}
+
+void gh__waiter_fini(struct gh__waiter *w)
+{
+    if (w->tp) {
+        pthread_cond_destroy(&w->tp->cv);
+        pthread_mutex_destroy(&w->tp->mu);
+        w->tp = NULL;
+    }
+}
+
+/* Caller holds the lock of the primitive w is queued on. */
+bool gh__waiter_wake(struct gh__waiter *w, int reason)
+{
+    if (w->g)
+        return gh__wake(w->g, w->gen, reason);
+    struct gh__tparker *tp = w->tp;
+    bool won = false;
+    pthread_mutex_lock(&tp->mu);
+    if (tp->reason == GH_WAKE_NONE) {
+        tp->reason = reason;
+        pthread_cond_signal(&tp->cv);
+        won = true;
+    }
+    pthread_mutex_unlock(&tp->mu);
+    return won;
+}
+
+static void deadline_after(struct timespec *ts, int64_t ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (ms % 1000) * 1000000;
+    if (ts->tv_nsec >= 1000000000) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000;
+    }
+}
+
+/* Waits until a waker (or the timeout) claims w; unlock_fn(arg) releases
+ * the primitive's lock.  Returns the reason. */
+int gh__waiter_wait(struct gh__waiter *w, int64_t timeout_ms,
+                    void (*unlock_fn)(void *), void *arg)
+{
+    if (w->g)
+        return gh__park(w->g, w->gen, timeout_ms, unlock_fn, arg);
+    struct gh__tparker *tp = w->tp;
+    struct timespec dl;
+    if (timeout_ms > 0)
+        deadline_after(&dl, timeout_ms);
+    pthread_mutex_lock(&tp->mu);
+    unlock_fn(arg);
+    while (tp->reason == GH_WAKE_NONE) {
+        if (timeout_ms == 0 ||
+            (timeout_ms > 0 && pthread_cond_timedwait(&tp->cv, &tp->mu, &dl) == ETIMEDOUT))
+            tp->reason = GH_WAKE_TIMEOUT;
+        else if (timeout_ms < 0)
+            pthread_cond_wait(&tp->cv, &tp->mu);
+    }
+    int r = tp->reason;
+    pthread_mutex_unlock(&tp->mu);
+    return r;
+}

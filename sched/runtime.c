@@ -1,0 +1,289 @@
+/* sched/runtime.c — gh_run: configuration, hub threads, start and stop.
+ *
+ * Start: plan the hubs (topology.c), create the main greenlet on the inject
+ * queue, start one thread per hub.  Each hub thread pins itself, builds its
+ * libuv loop, and waits at a barrier until every hub can be woken (so no
+ * uv_async_send ever targets a half-built hub) before entering the hub loop.
+ * Stop: when the main greenlet returns, `stopping` is set and every hub is
+ * woken; each leaves its loop at its next scheduling point.  gh_run joins
+ * the threads, then releases everything, including greenlets that never
+ * finished, so it can be called again. */
+#include "internal.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { DEFAULT_STACK = 256 * 1024 };
+enum { DEQUE_INITIAL = 256 };      /* grows on demand */
+
+static _Atomic int running;       /* 1 while a gh_run is active */
+
+static unsigned long env_ulong(const char *name, unsigned long dflt)
+{
+    const char *s = getenv(name);
+    if (!s || !*s)
+        return dflt;
+    char *end;
+    unsigned long v = strtoul(s, &end, 10);
+    return *end ? dflt : v;
+}
+
+static int configure(struct gh__runtime *rt, const gh_config *cfg)
+{
+    gh_config c = cfg ? *cfg : (gh_config){ 0 };
+    rt->nhubs = (unsigned)env_ulong("GREENHUB_HUBS", c.hubs);
+    rt->stack_size = env_ulong("GREENHUB_STACK_SIZE", c.stack_size);
+    rt->pin = env_ulong("GREENHUB_PIN", c.no_pin ? 0 : 1) != 0;
+    if (rt->stack_size == 0)
+        rt->stack_size = DEFAULT_STACK;
+    if (rt->stack_size < 16 * 1024 || rt->nhubs > 4096)
+        return EINVAL;
+    if (rt->nhubs == 0)
+        rt->nhubs = (unsigned)gh__topology_ncores();
+    return rt->nhubs ? 0 : EINVAL;
+}
+
+static void on_async(uv_async_t *a)
+{
+    struct gh__hub *h = a->data;
+    gh__stat_inc(&h->st.wakeups);
+}
+
+static void close_cb(uv_handle_t *hd)
+{
+    (void)hd;
+}
+
+/* The hub's own context is its thread's stack: tell ASan where it is. */
+static void sched_ctx_init(struct gh__hub *h)
+{
+    pthread_attr_t a;
+    void *lo = NULL;
+    size_t sz = 0;
+    if (pthread_getattr_np(pthread_self(), &a) == 0) {
+        pthread_attr_getstack(&a, &lo, &sz);
+        pthread_attr_destroy(&a);
+    }
+    memset(&h->sched_ctx, 0, sizeof h->sched_ctx);
+    h->sched_ctx.stack_lo = lo;
+    h->sched_ctx.stack_size = sz;
+    gh__tsan_fiber_current(&h->sched_ctx);
+}
+
+static int hub_init(struct gh__hub *h)
+{
+    gh__hub_set_self(h);
+    if (h->core >= 0 && gh__topology_pin_self(h->core) != 0)
+        h->core = -1;
+    sched_ctx_init(h);
+    int err = gh__stack_hub_init(h);
+    if (!err && uv_loop_init(&h->loop) != 0)
+        err = ENOMEM;
+    if (!err && uv_async_init(&h->loop, &h->async, on_async) != 0)
+        err = ENOMEM;
+    h->async.data = h;
+    if (!err)
+        err = gh__timer_init(h);
+    return err;
+}
+
+static void hub_fini(struct gh__hub *h)
+{
+    uv_close((uv_handle_t *)&h->async, close_cb);
+    uv_close((uv_handle_t *)&h->timer, close_cb);
+    uv_run(&h->loop, UV_RUN_DEFAULT);   /* runs the close callbacks */
+    uv_loop_close(&h->loop);
+    gh__timer_destroy(h);
+    gh__stack_hub_destroy(h);
+    gh__hub_set_self(NULL);
+}
+
+/* Hub thread: reports readiness, then waits for the go (or stop) signal. */
+static void start_handshake(struct gh__runtime *rt)
+{
+    pthread_mutex_lock(&rt->start_mu);
+    rt->ready++;
+    pthread_cond_broadcast(&rt->start_cv);
+    while (!rt->go)
+        pthread_cond_wait(&rt->start_cv, &rt->start_mu);
+    pthread_mutex_unlock(&rt->start_mu);
+}
+
+static void *hub_thread(void *arg)
+{
+    struct gh__hub *h = arg;
+    int err = hub_init(h);
+    if (err)
+        gh__die(__func__, "hub %u could not start: %s", h->index, strerror(err));
+    start_handshake(gh__rt);
+    gh__hub_main(h);
+    hub_fini(h);
+    return NULL;
+}
+
+static int runtime_alloc(struct gh__runtime **out, const gh_config *cfg)
+{
+    struct gh__runtime *rt = calloc(1, sizeof *rt);
+    if (!rt)
+        return ENOMEM;
+    int err = configure(rt, cfg);
+    if (!err) {
+        rt->hubs = aligned_alloc(GH_CACHELINE, rt->nhubs * sizeof *rt->hubs);
+        rt->idle = calloc(rt->nhubs, sizeof *rt->idle);
+        if (!rt->hubs || !rt->idle)
+            err = ENOMEM;
+    }
+    if (err) {
+        free(rt->hubs);
+        free(rt->idle);
+        free(rt);
+        return err;
+    }
+    memset(rt->hubs, 0, rt->nhubs * sizeof *rt->hubs);
+    gh__fifo_init(&rt->inject);
+    pthread_mutex_init(&rt->idle_mu, NULL);
+    pthread_mutex_init(&rt->slab_mu, NULL);
+    pthread_mutex_init(&rt->start_mu, NULL);
+    pthread_cond_init(&rt->start_cv, NULL);
+    for (unsigned i = 0; i < rt->nhubs; i++) {
+        struct gh__hub *h = &rt->hubs[i];
+        h->index = i;
+        gh__fifo_init(&h->mailbox);
+        if (gh__deque_init(&h->dq, DEQUE_INITIAL) != 0)
+            err = ENOMEM;
+    }
+    if (!err)
+        err = gh__topology_plan(rt, rt->pin);
+    *out = rt;
+    return err;
+}
+
+static void runtime_free(struct gh__runtime *rt)
+{
+    gh__greenlets_destroy_all();
+    gh__stack_global_destroy();
+    for (unsigned i = 0; i < rt->nhubs; i++) {
+        gh__deque_destroy(&rt->hubs[i].dq);
+        gh__fifo_destroy(&rt->hubs[i].mailbox);
+        free(rt->hubs[i].victims);
+    }
+    gh__fifo_destroy(&rt->inject);
+    pthread_mutex_destroy(&rt->idle_mu);
+    pthread_mutex_destroy(&rt->slab_mu);
+    pthread_mutex_destroy(&rt->start_mu);
+    pthread_cond_destroy(&rt->start_cv);
+    free(rt->hubs);
+    free(rt->idle);
+    free(rt);
+}
+
+/* Starts the hub threads and lets them run once all can be woken.  If a
+ * thread cannot be created, the started ones are stopped and joined. */
+static int hubs_start(struct gh__runtime *rt)
+{
+    unsigned started = 0;
+    int err = 0;
+    for (; started < rt->nhubs && !err; started++)
+        err = pthread_create(&rt->hubs[started].thread, NULL, hub_thread, &rt->hubs[started]);
+    if (err)
+        started--;
+    pthread_mutex_lock(&rt->start_mu);
+    while (rt->ready < started)
+        pthread_cond_wait(&rt->start_cv, &rt->start_mu);
+    if (err)
+        atomic_store(&rt->stopping, 1);
+    rt->go = true;
+    pthread_cond_broadcast(&rt->start_cv);
+    pthread_mutex_unlock(&rt->start_mu);
+    if (err) {
+        for (unsigned i = 0; i < started; i++)
+            pthread_join(rt->hubs[i].thread, NULL);
+        return EAGAIN;
+    }
+    return 0;
+}
+
+int gh_run(const gh_config *cfg, gh_fn main_fn, void *arg, void **result)
+{
+    if (!main_fn)
+        return EINVAL;
+    int expect = 0;
+    if (!atomic_compare_exchange_strong(&running, &expect, 1))
+        return EBUSY;
+    struct gh__runtime *rt = NULL;
+    int err = runtime_alloc(&rt, cfg);
+    if (!err)
+        err = gh__stack_global_init(rt->stack_size);
+    if (err) {
+        if (rt)
+            runtime_free(rt);
+        atomic_store(&running, 0);
+        return err;
+    }
+    gh__rt = rt;
+    gh__overflow_handler_install();
+    gh_spawn_opts mo = { .name = "main" };
+    gh_greenlet *m = gh__greenlet_new(NULL, &mo, main_fn, arg);
+    if (!m) {
+        err = errno;
+        gh__rt = NULL;
+        runtime_free(rt);
+        atomic_store(&running, 0);
+        return err;
+    }
+    m->is_main = true;
+    atomic_store(&m->refs, 1);   /* nobody holds a handle to main */
+    rt->main_g = m;
+    gh__enqueue(m);              /* a plain thread: onto the inject queue */
+    err = hubs_start(rt);
+    if (!err) {
+        for (unsigned i = 0; i < rt->nhubs; i++)
+            pthread_join(rt->hubs[i].thread, NULL);
+        if (result)
+            *result = rt->main_result;
+    }
+    runtime_free(rt);
+    gh__rt = NULL;
+    atomic_store(&running, 0);
+    return err;
+}
+
+int gh_hub_index(void)
+{
+    struct gh__hub *h = gh__hub_self();
+    return h ? (int)h->index : -1;
+}
+
+unsigned gh_hub_count(void)
+{
+    struct gh__runtime *rt = gh__rt;
+    return rt ? rt->nhubs : 0;
+}
+
+int gh_stats_hubs(gh_hub_stats *out, unsigned max)
+{
+    struct gh__runtime *rt = gh__rt;
+    if (!rt || !out)
+        return 0;
+    unsigned n = rt->nhubs < max ? rt->nhubs : max;
+    for (unsigned i = 0; i < n; i++) {
+        struct gh__hub *h = &rt->hubs[i];
+        int64_t alive = atomic_load_explicit(&h->sh.greenlets, memory_order_relaxed);
+        out[i] = (gh_hub_stats){
+            .core = h->core,
+            .switches = atomic_load_explicit(&h->st.switches, memory_order_relaxed),
+            .steals = atomic_load_explicit(&h->st.steals, memory_order_relaxed),
+            .stolen = atomic_load_explicit(&h->sh.stolen, memory_order_relaxed),
+            .parks = atomic_load_explicit(&h->st.parks, memory_order_relaxed),
+            .runnable = gh__deque_size(&h->dq) +
+                        atomic_load_explicit(&h->mailbox.len, memory_order_relaxed),
+            .greenlets = alive > 0 ? (uint64_t)alive : 0,
+            .sleeps = atomic_load_explicit(&h->st.sleeps, memory_order_relaxed),
+            .wakeups = atomic_load_explicit(&h->st.wakeups, memory_order_relaxed),
+        };
+    }
+    return (int)n;
+}

@@ -1,0 +1,377 @@
+/* sched/stack.c — greenlet stacks: mmap'd, guarded, cached per hub.
+ *
+ * Layout.  Stacks of the runtime's default size are carved from segments of
+ * SEG_STACKS slots; a slot is one guard page followed by the usable stack:
+ *
+ *     segment: | guard | stack 0 ...... | guard | stack 1 ...... | ...
+ *
+ * The kernel commits stack pages on first touch, so a greenlet that touched
+ * 4 KiB of its 256 KiB costs 4 KiB.  Stacks of other sizes get a mapping of
+ * their own (guard + stack) and are unmapped when released.
+ *
+ * Guards (decided once per process, see gh_stack_guard_mode()):
+ *   madvise   MADV_GUARD_INSTALL (Linux 6.13+) on each guard page: a real
+ *             guard without splitting the mapping, so a million stacks cost
+ *             ~16,000 map entries (one per segment), not two million.
+ *   mprotect  PROT_NONE guard pages: each splits its mapping (two entries per
+ *             stack), so they are used only while the process stays under a
+ *             budget of (vm.max_map_count - MAP_MARGIN) / 2 guards; stacks
+ *             carved after that get a canary.
+ *   canary    the guard page stays writable (a red zone) and its top word
+ *             holds CANARY; the hub checks it whenever the greenlet switches
+ *             out.  An overflow that jumps over the whole red zone (a frame
+ *             larger than a page) is not caught.
+ * A guard hit is reported by a SIGSEGV handler running on the hub's
+ * alternate signal stack; a canary hit by the hub.  Both print
+ *   greenhub: greenlet '<name>' (#<id>) overflowed its <N> KiB stack
+ * and abort.
+ *
+ * Caching.  A hub keeps up to HOT_MAX released stacks untrimmed (reused
+ * with no system call: this is what makes spawn+join cheap).  Beyond that a
+ * released stack is trimmed (MADV_DONTNEED: its pages go back to the kernel)
+ * and put on the global free list.  Free stacks are remembered by address;
+ * the low bit of an entry marks a canary-guarded stack. */
+#include "internal.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#ifdef GH_HAVE_VALGRIND
+#include <valgrind/valgrind.h>
+#define GH_VG_REGISTER(lo, hi) ((void)VALGRIND_STACK_REGISTER((lo), (hi)))
+#else
+#define GH_VG_REGISTER(lo, hi) ((void)0)
+#endif
+
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102   /* Linux 6.13 uapi; Debian 12 headers lack it */
+#endif
+
+enum { SEG_STACKS = 64 };        /* stacks per segment: a guess; 16 MiB of
+                                    address space per segment at 256 KiB */
+enum { HOT_MAX = 64 };           /* untrimmed stacks per hub: a guess; bounds
+                                    what idle hubs keep resident */
+enum { MAP_MARGIN = 4096 };      /* map entries left to the rest of the
+                                    process in mprotect mode: a guess */
+#define CANARY 0x6768737461636b21ULL   /* "ghstack!" */
+
+enum guard_mode { GUARD_NONE = 0, GUARD_MADVISE, GUARD_MPROTECT, GUARD_CANARY };
+
+struct gh__stack_cache {         /* owner: its hub */
+    uintptr_t hot[HOT_MAX];
+    size_t nhot;
+};
+
+static struct {
+    pthread_mutex_t mu;          /* protects everything below but the mode */
+    size_t page, size, slot;     /* immutable after init */
+    enum guard_mode mode;        /* process-wide, decided once */
+    long guard_budget;           /* mprotect guards left */
+    char *seg, *seg_end;         /* carving cursor in the newest segment */
+    char **segs;                 /* every segment, unmapped at destroy */
+    size_t nsegs, segs_cap;
+    uintptr_t *free;             /* trimmed free stacks */
+    size_t nfree, free_cap;
+} S = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+static const char *const mode_names[] = { NULL, "madvise", "mprotect", "canary" };
+
+const char *gh_stack_guard_mode(void)
+{
+    return mode_names[S.mode];
+}
+
+static enum guard_mode detect_mode(void)
+{
+    const char *env = getenv("GREENHUB_GUARD");
+    if (env && *env) {
+        for (int m = GUARD_MADVISE; m <= GUARD_CANARY; m++)
+            if (strcmp(env, mode_names[m]) == 0)
+                return (enum guard_mode)m;
+        fprintf(stderr, "greenhub: GREENHUB_GUARD=%s unknown; probing\n", env);
+    }
+    char *p = mmap(NULL, 2 * S.page, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return GUARD_MPROTECT;
+    int ok = madvise(p, S.page, MADV_GUARD_INSTALL) == 0;
+    munmap(p, 2 * S.page);
+    return ok ? GUARD_MADVISE : GUARD_MPROTECT;
+}
+
+static long read_max_map_count(void)
+{
+    long v = 65530;
+    FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
+    if (f) {
+        if (fscanf(f, "%ld", &v) != 1)
+            v = 65530;
+        fclose(f);
+    }
+    return v;
+}
+
+int gh__stack_global_init(size_t default_size)
+{
+    S.page = (size_t)sysconf(_SC_PAGESIZE);
+    S.size = (default_size + S.page - 1) & ~(S.page - 1);
+    S.slot = S.size + S.page;
+    if (S.mode == GUARD_NONE || getenv("GREENHUB_GUARD"))
+        S.mode = detect_mode();
+    long budget = (read_max_map_count() - MAP_MARGIN) / 2;
+    S.guard_budget = budget > 0 ? budget : 0;
+    return 0;
+}
+
+void gh__stack_global_destroy(void)
+{
+    pthread_mutex_lock(&S.mu);
+    for (size_t i = 0; i < S.nsegs; i++)
+        munmap(S.segs[i], SEG_STACKS * S.slot);
+    free(S.segs);
+    free(S.free);
+    S.segs = NULL;
+    S.free = NULL;
+    S.nsegs = S.segs_cap = S.nfree = S.free_cap = 0;
+    S.seg = S.seg_end = NULL;
+    pthread_mutex_unlock(&S.mu);
+}
+
+/* Guards the page below `lo`.  Returns 1 if the stack relies on a canary.
+ * Caller holds S.mu (for the budget) or owns the mapping alone. */
+static int guard_install(char *lo)
+{
+    char *g = lo - S.page;
+    if (S.mode == GUARD_MADVISE && madvise(g, S.page, MADV_GUARD_INSTALL) == 0)
+        return 0;
+    if (S.mode == GUARD_MPROTECT && S.guard_budget > 0 &&
+        mprotect(g, S.page, PROT_NONE) == 0) {
+        S.guard_budget--;
+        return 0;
+    }
+    *(uint64_t *)(lo - sizeof(uint64_t)) = CANARY;
+    return 1;
+}
+
+static int grow_array(void *arrp, size_t *cap, size_t elem)
+{
+    size_t n = *cap ? *cap * 2 : 64;
+    void *a = realloc(*(void **)arrp, n * elem);
+    if (!a)
+        return ENOMEM;
+    *(void **)arrp = a;
+    *cap = n;
+    return 0;
+}
+
+/* A default-size stack from the global free list or a segment.  Caller
+ * holds S.mu.  Returns the tagged address or 0 (errno-style in *err). */
+static uintptr_t carve_locked(int *err)
+{
+    if (S.nfree)
+        return S.free[--S.nfree];
+    if (S.seg == S.seg_end) {
+        if (S.nsegs == S.segs_cap &&
+            grow_array(&S.segs, &S.segs_cap, sizeof *S.segs)) {
+            *err = ENOMEM;
+            return 0;
+        }
+        char *m = mmap(NULL, SEG_STACKS * S.slot, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (m == MAP_FAILED) {
+            *err = ENOMEM;
+            return 0;
+        }
+        S.segs[S.nsegs++] = m;
+        S.seg = m;
+        S.seg_end = m + SEG_STACKS * S.slot;
+    }
+    char *lo = S.seg + S.page;
+    S.seg += S.slot;
+    GH_VG_REGISTER(lo, lo + S.size);
+    return (uintptr_t)lo | (uintptr_t)guard_install(lo);
+}
+
+static int own_alloc(size_t size, struct gh__ctx *ctx, int *canary)
+{
+    char *m = mmap(NULL, size + S.page, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED)
+        return ENOMEM;
+    ctx->stack_lo = m + S.page;
+    ctx->stack_size = size;
+    pthread_mutex_lock(&S.mu);
+    *canary = guard_install(ctx->stack_lo);
+    pthread_mutex_unlock(&S.mu);
+    GH_VG_REGISTER(ctx->stack_lo, ctx->stack_lo + size);
+    return 0;
+}
+
+int gh__stack_alloc(struct gh__hub *h, size_t size, struct gh__ctx *ctx, int *kind)
+{
+    size = (size + S.page - 1) & ~(S.page - 1);
+    if (size == 0 || size > ((size_t)1 << 40))
+        return EINVAL;
+    int canary = 0;
+    if (size != S.size) {
+        int err = own_alloc(size, ctx, &canary);
+        if (err)
+            return err;
+        *kind = GH_STACK_OWN | (canary ? 0x100 : 0);
+        return 0;
+    }
+    uintptr_t e = 0;
+    if (h && h->stacks->nhot) {
+        e = h->stacks->hot[--h->stacks->nhot];
+    } else {
+        int err = 0;
+        pthread_mutex_lock(&S.mu);
+        e = carve_locked(&err);
+        pthread_mutex_unlock(&S.mu);
+        if (!e)
+            return err;
+    }
+    ctx->stack_lo = (char *)(e & ~(uintptr_t)1);
+    ctx->stack_size = S.size;
+    *kind = GH_STACK_CACHED | ((e & 1) ? 0x100 : 0);
+    return 0;
+}
+
+void gh__stack_free(struct gh__hub *h, struct gh__ctx *ctx, int kind)
+{
+    int canary = (kind & 0x100) != 0;
+    if ((kind & 0xff) == GH_STACK_OWN) {
+        if (!canary && S.mode == GUARD_MPROTECT) {
+            pthread_mutex_lock(&S.mu);
+            S.guard_budget++;
+            pthread_mutex_unlock(&S.mu);
+        }
+        munmap(ctx->stack_lo - S.page, ctx->stack_size + S.page);
+    } else if ((kind & 0xff) == GH_STACK_CACHED) {
+        uintptr_t e = (uintptr_t)ctx->stack_lo | (uintptr_t)canary;
+        if (h && h->stacks->nhot < HOT_MAX) {
+            h->stacks->hot[h->stacks->nhot++] = e;
+        } else {
+            madvise(ctx->stack_lo, ctx->stack_size, MADV_DONTNEED);
+            pthread_mutex_lock(&S.mu);
+            if (S.nfree < S.free_cap ||
+                !grow_array(&S.free, &S.free_cap, sizeof *S.free))
+                S.free[S.nfree++] = e;
+            /* else: the stack stays mapped (in its segment) but unused
+             * until the runtime ends: memory is short, nothing breaks. */
+            pthread_mutex_unlock(&S.mu);
+        }
+    }
+    ctx->stack_lo = NULL;
+    ctx->stack_size = 0;
+}
+
+void gh__stack_check_canary(const gh_greenlet *g)
+{
+    if (!(g->stack_kind & 0x100))
+        return;
+    if (*(const uint64_t *)(g->ctx.stack_lo - sizeof(uint64_t)) != CANARY) {
+        fprintf(stderr, "greenhub: greenlet '%s' (#%llu) overflowed its %zu KiB stack\n",
+                g->name, (unsigned long long)g->id, g->ctx.stack_size / 1024);
+        abort();
+    }
+}
+
+int gh__stack_hub_init(struct gh__hub *h)
+{
+    h->stacks = calloc(1, sizeof *h->stacks);
+    if (!h->stacks)
+        return ENOMEM;
+    /* The alternate signal stack the overflow handler runs on. */
+    size_t alt = 64 * 1024;
+    h->altstack = mmap(NULL, alt, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (h->altstack == MAP_FAILED) {
+        h->altstack = NULL;
+        return ENOMEM;
+    }
+    stack_t ss = { .ss_sp = h->altstack, .ss_size = alt, .ss_flags = 0 };
+    return sigaltstack(&ss, NULL) == 0 ? 0 : errno;
+}
+
+void gh__stack_hub_destroy(struct gh__hub *h)
+{
+    if (h->altstack) {
+        stack_t ss = { .ss_flags = SS_DISABLE };
+        sigaltstack(&ss, NULL);
+        munmap(h->altstack, 64 * 1024);
+        h->altstack = NULL;
+    }
+    free(h->stacks);
+    h->stacks = NULL;
+}
+
+/* ---- overflow report ------------------------------------------------------
+ * Async-signal-safe: formats with no stdio and writes with write(2). */
+
+static struct sigaction old_segv;
+static atomic_int handler_installed;
+
+static char *fmt_u64(char *p, uint64_t v)
+{
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        *p++ = tmp[--n];
+    return p;
+}
+
+static void on_segv(int sig, siginfo_t *si, void *uctx)
+{
+    struct gh__hub *h = gh__hub_self();
+    gh_greenlet *g = h ? h->current : NULL;
+    char *a = si->si_addr;
+    if (g && g->ctx.stack_lo && a < g->ctx.stack_lo && a >= g->ctx.stack_lo - S.page) {
+        char buf[160], *p = buf;
+        const char *s1 = "greenhub: greenlet '", *s2 = "' (#", *s3 = ") overflowed its ",
+                   *s4 = " KiB stack\n";
+        p = stpcpy(p, s1);
+        for (const char *n = g->name; *n && n < g->name + GH_NAME_MAX; n++)
+            *p++ = *n;
+        p = stpcpy(p, s2);
+        p = fmt_u64(p, g->id);
+        p = stpcpy(p, s3);
+        p = fmt_u64(p, g->ctx.stack_size / 1024);
+        p = stpcpy(p, s4);
+        ssize_t w = write(STDERR_FILENO, buf, (size_t)(p - buf));
+        (void)w;
+        abort();
+    }
+    /* Not ours: hand the fault to whoever handled it before us. */
+    if (old_segv.sa_flags & SA_SIGINFO) {
+        if (old_segv.sa_sigaction) {
+            old_segv.sa_sigaction(sig, si, uctx);
+            return;
+        }
+    } else if (old_segv.sa_handler != SIG_DFL && old_segv.sa_handler != SIG_IGN) {
+        old_segv.sa_handler(sig);
+        return;
+    }
+    signal(SIGSEGV, SIG_DFL);   /* returning re-faults into the default */
+}
+
+void gh__overflow_handler_install(void)
+{
+    if (atomic_exchange(&handler_installed, 1))
+        return;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_segv;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &old_segv);
+}

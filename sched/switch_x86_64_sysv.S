@@ -1,0 +1,86 @@
+/* sched/switch_x86_64_sysv.S — context switch for x86-64, System V ABI.
+ *
+ * void *gh__ctx_switch(void **save_sp, void *to_sp, void *arg);
+ *   Saves the callee-saved state of the caller on its own stack, stores the
+ *   stack pointer in *save_sp, loads to_sp and restores the state found
+ *   there.  Returns `arg` in the resumed context: whoever switches to a
+ *   context tells it (through arg) which hub it now runs on.
+ *
+ * The frame a suspended context leaves on its stack (to_sp points here):
+ *
+ *   to_sp + 0x00  | MXCSR (4 bytes) | x87 control word (2) | pad (2) |
+ *   to_sp + 0x08  | r15 |
+ *   to_sp + 0x10  | r14 |
+ *   to_sp + 0x18  | r13 |
+ *   to_sp + 0x20  | r12 |
+ *   to_sp + 0x28  | rbx |
+ *   to_sp + 0x30  | rbp |
+ *   to_sp + 0x38  | return address |
+ *
+ * Caller-saved registers need no saving: the switch is an ordinary call.
+ * The floating-point control state (MXCSR, x87 CW) is callee-saved by the
+ * ABI, so it travels with the context.  The signal mask does not (that
+ * would be a system call per switch, as in swapcontext).
+ *
+ * A new context is made by gh__ctx_make (context.h): it writes this frame
+ * with the return address pointing at gh__ctx_trampoline below.
+ */
+    .text
+    .globl  gh__ctx_switch
+    .hidden gh__ctx_switch
+    .type   gh__ctx_switch, @function
+    .p2align 4
+gh__ctx_switch:
+    .cfi_startproc
+    pushq   %rbp                /* callee-saved integer registers */
+    .cfi_adjust_cfa_offset 8
+    pushq   %rbx
+    .cfi_adjust_cfa_offset 8
+    pushq   %r12
+    .cfi_adjust_cfa_offset 8
+    pushq   %r13
+    .cfi_adjust_cfa_offset 8
+    pushq   %r14
+    .cfi_adjust_cfa_offset 8
+    pushq   %r15
+    .cfi_adjust_cfa_offset 8
+    subq    $8, %rsp            /* room for the FPU control words */
+    .cfi_adjust_cfa_offset 8
+    stmxcsr (%rsp)              /* SSE control/status */
+    fnstcw  4(%rsp)             /* x87 control word */
+
+    movq    %rsp, (%rdi)        /* *save_sp = our stack pointer */
+    movq    %rsi, %rsp          /* now on the target's stack */
+
+    ldmxcsr (%rsp)              /* the target's FPU control state */
+    fldcw   4(%rsp)
+    addq    $8, %rsp
+    popq    %r15                /* the target's callee-saved registers */
+    popq    %r14
+    popq    %r13
+    popq    %r12
+    popq    %rbx
+    popq    %rbp
+    movq    %rdx, %rax          /* hand `arg` to the resumed context */
+    ret                         /* into the target's caller, or trampoline */
+    .cfi_endproc
+    .size   gh__ctx_switch, .-gh__ctx_switch
+
+/* First entry of a new context.  Reached by the `ret` above with rsp
+ * 16-byte aligned and rax = arg (the hub).  Calls gh__greenlet_entry(arg),
+ * which never returns (a dead greenlet switches away for good). */
+    .globl  gh__ctx_trampoline
+    .hidden gh__ctx_trampoline
+    .type   gh__ctx_trampoline, @function
+    .p2align 4
+gh__ctx_trampoline:
+    .cfi_startproc
+    .cfi_undefined rip          /* end of the call chain for debuggers */
+    movq    %rax, %rdi          /* first argument: the hub */
+    xorl    %ebp, %ebp          /* no frame above this one */
+    call    gh__greenlet_entry
+    ud2                         /* gh__greenlet_entry does not return */
+    .cfi_endproc
+    .size   gh__ctx_trampoline, .-gh__ctx_trampoline
+
+    .section .note.GNU-stack,"",%progbits
