@@ -103,6 +103,11 @@ __attribute__((noinline, noipa)) static int *errno_ptr(void)
     return &errno;
 }
 
+int *gh_errno_location(void)
+{
+    return errno_ptr();
+}
+
 void gh__die(const char *fn, const char *fmt, ...)
 {
     va_list ap;

@@ -18,10 +18,21 @@
  * on another thread.  A greenlet that must stay on one thread (because it
  * uses thread-local state of some library) is spawned with
  * gh_spawn_opts.pinned.
+ *
+ * errno.  glibc declares __errno_location() `const`, so an optimising
+ * compiler may compute &errno once per function and keep it across a call
+ * that switches; after a migration such code reads the errno of the thread
+ * it left (libgo issue 256, LLVM issue 49257; tests/test_sched.c shows it
+ * with gcc -O2).  This header therefore redefines `errno` as
+ * (*gh_errno_location()), which the compiler must call again after every
+ * switch point.  Code compiled without this header (unmodified libraries)
+ * does not get this protection.  Define GH_KEEP_LIBC_ERRNO before including
+ * greenhub.h to keep libc's definition.
  */
 #ifndef GREENHUB_RUNTIME_H
 #define GREENHUB_RUNTIME_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,6 +43,14 @@
 
 #ifdef __cplusplus
 extern "C" {
+#endif
+
+/* &errno of the calling thread, as __errno_location() but not `const`:
+ * see "errno" above. */
+GH_API int *gh_errno_location(void);
+#if !defined(GH_KEEP_LIBC_ERRNO) && !defined(GH_BUILDING)
+#undef errno
+#define errno (*gh_errno_location())
 #endif
 
 /* The function a greenlet runs; its return value is what gh_join yields. */

@@ -1,0 +1,45 @@
+/* tests/gh_test.h — shared helpers for the cmocka tests.
+ *
+ * Each test case runs in its own process (ctest runs `test_x CASE`), with a
+ * timeout, so one deadlock cannot take the suite down.  An assertion that
+ * fails inside a greenlet (on a hub thread) prints cmocka's message and then
+ * crashes that process: the test still fails, visibly. */
+#ifndef GH_TEST_H
+#define GH_TEST_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <greenhub.h>
+
+/* Runs fn as the main greenlet with `hubs` hubs and checks gh_run's
+ * result. */
+static inline void *gh_test_run(unsigned hubs, gh_fn fn, void *arg)
+{
+    gh_config cfg = { .hubs = hubs };
+    void *res = NULL;
+    assert_int_equal(gh_run(&cfg, fn, arg, &res), 0);
+    return res;
+}
+
+/* main() for a test file: with an argument, runs only the test of that
+ * name (ctest gives every test case its own process). */
+static inline int gh_test_main(int argc, char **argv,
+                               const struct CMUnitTest *tests, size_t n,
+                               const char *group)
+{
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
+    return _cmocka_run_group_tests(group, tests, n, NULL, NULL);
+}
+#define GH_TEST_MAIN(tests) \
+    int main(int argc, char **argv) \
+    { return gh_test_main(argc, argv, tests, sizeof tests / sizeof tests[0], __FILE__); }
+
+#endif

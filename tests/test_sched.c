@@ -1,0 +1,549 @@
+/* tests/test_sched.c — the runtime: spawning, stealing, pinning, sleeping,
+ * joining, killing, idling, errno across migration, bad input. */
+#include "gh_test.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- 100,000 greenlets from one greenlet ------------------------------- */
+
+#define MANY 100000
+static _Atomic unsigned char ran[MANY];
+static _Atomic unsigned long ran_on_hub[64];
+
+static void *work_fn(void *arg)
+{
+    uintptr_t i = (uintptr_t)arg;
+    uint64_t x = i + 1;
+    for (int k = 0; k < 3; k++) {
+        for (int j = 0; j < 200; j++)
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        gh_yield();
+    }
+    atomic_fetch_add(&ran[i], 1);
+    atomic_fetch_add(&ran_on_hub[gh_hub_index()], 1);
+    return (void *)(uintptr_t)(i * 3);
+}
+
+static void *many_main(void *arg)
+{
+    (void)arg;
+    gh_greenlet **g = calloc(MANY, sizeof *g);
+    assert_non_null(g);
+    for (uintptr_t i = 0; i < MANY; i++) {
+        g[i] = gh_spawn(work_fn, (void *)i);
+        assert_non_null(g[i]);
+    }
+    uint64_t sum = 0;
+    for (uintptr_t i = 0; i < MANY; i++) {
+        void *r;
+        assert_int_equal(gh_join(g[i], &r), 0);
+        sum += (uintptr_t)r;
+    }
+    free(g);
+    gh_hub_stats st[2];
+    assert_int_equal(gh_stats_hubs(st, 2), 2);
+    assert_true(st[0].steals + st[1].steals > 0);
+    assert_int_equal(st[0].steals + st[1].steals, st[0].stolen + st[1].stolen);
+    return (void *)(uintptr_t)sum;
+}
+
+static void test_100k_greenlets_run_once_on_both_hubs(void **state)
+{
+    (void)state;
+    uint64_t sum = (uintptr_t)gh_test_run(2, many_main, NULL);
+    assert_int_equal(sum, 3ull * MANY * (MANY - 1) / 2);
+    for (int i = 0; i < MANY; i++)
+        if (atomic_load(&ran[i]) != 1)
+            fail_msg("greenlet %d ran %d times", i, atomic_load(&ran[i]));
+    assert_true(atomic_load(&ran_on_hub[0]) > 0);
+    assert_true(atomic_load(&ran_on_hub[1]) > 0);
+    assert_int_equal(atomic_load(&ran_on_hub[0]) + atomic_load(&ran_on_hub[1]), MANY);
+}
+
+/* ---- pinning ---------------------------------------------------------------- */
+
+static void *affinity_fn(void *arg)
+{
+    (void)arg;
+    int hub = gh_hub_index();
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    assert_int_equal(sched_getaffinity(0, sizeof set, &set), 0);
+    gh_hub_stats st[8];
+    int n = gh_stats_hubs(st, 8);
+    assert_true(hub >= 0 && hub < n);
+    assert_int_equal(CPU_COUNT(&set), 1);
+    assert_true(st[hub].core >= 0);
+    assert_true(CPU_ISSET(st[hub].core, &set));
+    return (void *)(intptr_t)hub;
+}
+
+static void *affinity_main(void *arg)
+{
+    (void)arg;
+    int cores[2];
+    for (int h = 0; h < 2; h++) {
+        gh_spawn_opts o = { .name = "pinned", .hub = h, .pinned = 1 };
+        gh_greenlet *g = gh_spawn_with(&o, affinity_fn, NULL);
+        assert_non_null(g);
+        void *r;
+        assert_int_equal(gh_join(g, &r), 0);
+        assert_int_equal((intptr_t)r, h);   /* ran on the hub it was pinned to */
+        gh_hub_stats st[2];
+        gh_stats_hubs(st, 2);
+        cores[h] = st[h].core;
+    }
+    assert_int_not_equal(cores[0], cores[1]);
+    return NULL;
+}
+
+static void test_hub_threads_pinned_to_one_core_each(void **state)
+{
+    (void)state;
+    if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
+        skip();
+    unsetenv("GREENHUB_PIN");
+    gh_test_run(2, affinity_main, NULL);
+}
+
+/* A pinned greenlet that yields and sleeps many times never leaves its hub. */
+static void *stay_fn(void *arg)
+{
+    int hub = (int)(intptr_t)arg;
+    for (int i = 0; i < 2000; i++) {
+        if (gh_hub_index() != hub)
+            return (void *)1;
+        if (i % 100 == 0)
+            gh_sleep_ms(1);
+        else
+            gh_yield();
+    }
+    return NULL;
+}
+
+static void *stay_main(void *arg)
+{
+    (void)arg;
+    gh_greenlet *g[8];
+    for (int i = 0; i < 8; i++) {
+        gh_spawn_opts o = { .hub = i % 2, .pinned = 1 };
+        g[i] = gh_spawn_with(&o, stay_fn, (void *)(intptr_t)(i % 2));
+        assert_non_null(g[i]);
+    }
+    for (int i = 0; i < 8; i++) {
+        void *r;
+        assert_int_equal(gh_join(g[i], &r), 0);
+        assert_null(r);
+    }
+    return NULL;
+}
+
+static void test_pinned_greenlets_never_migrate(void **state)
+{
+    (void)state;
+    gh_test_run(2, stay_main, NULL);
+}
+
+/* ---- sleep ------------------------------------------------------------------- */
+
+#define SLEEPERS 40
+static _Atomic int wake_seq;
+static int wake_order[SLEEPERS];
+
+static void *sleeper_fn(void *arg)
+{
+    int i = (int)(intptr_t)arg;
+    int64_t ms = 5 + 3 * i;      /* distinct deadlines, 3 ms apart */
+    uint64_t t0 = now_ms();
+    assert_int_equal(gh_sleep_ms(ms), 0);
+    uint64_t slept = now_ms() - t0;
+    wake_order[atomic_fetch_add(&wake_seq, 1)] = i;
+    return (void *)(uintptr_t)(slept >= (uint64_t)ms);
+}
+
+static void *sleep_main(void *arg)
+{
+    (void)arg;
+    gh_greenlet *g[SLEEPERS];
+    /* Spawn in scrambled order so the heap, not spawn order, decides. */
+    for (int k = 0; k < SLEEPERS; k++) {
+        int i = (k * 17) % SLEEPERS;
+        g[i] = gh_spawn(sleeper_fn, (void *)(intptr_t)i);
+    }
+    for (int i = 0; i < SLEEPERS; i++) {
+        void *r;
+        assert_int_equal(gh_join(g[i], &r), 0);
+        if (!r)
+            fail_msg("sleeper %d woke early", i);
+    }
+    return NULL;
+}
+
+static void test_sleeps_wake_in_deadline_order_not_early(void **state)
+{
+    (void)state;
+    /* One hub: one timer heap, so the order is the heap's. */
+    gh_test_run(1, sleep_main, NULL);
+    for (int k = 0; k < SLEEPERS; k++)
+        assert_int_equal(wake_order[k], k);
+}
+
+static void *not_early_main(void *arg)
+{
+    (void)arg;
+    atomic_store(&wake_seq, 0);
+    return sleep_main(NULL);   /* checks "not early" on every hub */
+}
+
+static void test_sleeps_not_early_on_two_hubs(void **state)
+{
+    (void)state;
+    gh_test_run(2, not_early_main, NULL);
+}
+
+/* ---- join ---------------------------------------------------------------------- */
+
+static void *slow_fn(void *arg)
+{
+    gh_sleep_ms(200);
+    return arg;
+}
+
+static void *join_timeout_main(void *arg)
+{
+    (void)arg;
+    gh_greenlet *g = gh_spawn(slow_fn, (void *)7);
+    uint64_t t0 = now_ms();
+    void *r = NULL;
+    assert_int_equal(gh_join_timeout(g, 30, &r), ETIMEDOUT);
+    assert_true(now_ms() - t0 >= 30);
+    assert_int_equal(gh_join_timeout(g, 0, &r), ETIMEDOUT);
+    assert_int_equal(gh_join(g, &r), 0);            /* can be joined again */
+    assert_ptr_equal(r, (void *)7);
+    assert_true(now_ms() - t0 >= 200);
+    return NULL;
+}
+
+static void test_join_timeout_times_out_then_joins(void **state)
+{
+    (void)state;
+    gh_test_run(2, join_timeout_main, NULL);
+}
+
+/* ---- plain threads ------------------------------------------------------------ */
+
+static gh_event thread_done;
+
+static void *double_fn(void *arg)
+{
+    gh_yield();
+    return (void *)((uintptr_t)arg * 2);
+}
+
+static void *plain_thread(void *arg)
+{
+    (void)arg;
+    assert_null(gh_self());
+    assert_int_equal(gh_hub_index(), -1);
+    uintptr_t sum = 0;
+    for (uintptr_t i = 1; i <= 100; i++) {
+        gh_greenlet *g = gh_spawn(double_fn, (void *)i);
+        if (!g)
+            return NULL;
+        void *r;
+        if (gh_join(g, &r) != 0)   /* the thread blocks; greenlets park */
+            return NULL;
+        sum += (uintptr_t)r;
+    }
+    gh_event_set(&thread_done);
+    return (void *)sum;
+}
+
+static void *plain_main(void *arg)
+{
+    (void)arg;
+    gh_event_init(&thread_done);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, plain_thread, NULL), 0);
+    /* Park (not block) until the thread is done, then reap it. */
+    assert_int_equal(gh_event_wait(&thread_done, 10000), 0);
+    void *sum;
+    pthread_join(t, &sum);
+    return sum;
+}
+
+static void test_spawn_and_join_from_plain_thread(void **state)
+{
+    (void)state;
+    assert_int_equal((uintptr_t)gh_test_run(2, plain_main, NULL), 100 * 101);
+}
+
+/* ---- idle --------------------------------------------------------------------- */
+
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
+static void *idle_main(void *arg)
+{
+    double *used = arg;
+    double c0 = cpu_seconds();
+    assert_int_equal(gh_sleep_ms(1000), 0);
+    *used = cpu_seconds() - c0;
+    return NULL;
+}
+
+static void test_idle_runtime_does_not_spin(void **state)
+{
+    (void)state;
+    double used = -1;
+    gh_test_run(2, idle_main, &used);
+    print_message("idle: %.4f s of CPU in 1 s\n", used);
+    assert_true(used >= 0);
+    if (used >= 0.05)
+        fail_msg("an idle runtime used %.3f s of CPU in 1 s", used);
+}
+
+/* ---- run twice, errno, kill ---------------------------------------------------- */
+
+static void *ret_arg(void *arg) { return arg; }
+
+static void test_run_returns_main_result_and_runs_again(void **state)
+{
+    (void)state;
+    for (uintptr_t i = 1; i <= 3; i++)
+        assert_ptr_equal(gh_test_run(2, ret_arg, (void *)i), (void *)i);
+}
+
+/* errno across migration.  A wakee runs next on its waker's hub, so a
+ * greenlet woken alternately by wakers pinned to hub 0 and hub 1 changes
+ * hub at (almost) every wait.  It reads errno the ordinary way, compiled
+ * -O2: the value must be its own on whichever hub it now runs. */
+static gh_event req[2], done_ev;
+static atomic_int stop_wakers;
+
+static void *waker_fn(void *arg)
+{
+    int k = (int)(intptr_t)arg;
+    for (;;) {
+        gh_event_wait(&req[k], -1);
+        gh_event_clear(&req[k]);
+        if (atomic_load(&stop_wakers))
+            return NULL;
+        gh_event_set(&done_ev);
+    }
+}
+
+static void *migrant_fn(void *arg)
+{
+    int base = (int)(intptr_t)arg, bad = 0, moves = 0, hub = gh_hub_index();
+    for (int i = 0; i < 2000; i++) {
+        errno = base + i;
+        gh_event_set(&req[i & 1]);
+        gh_event_wait(&done_ev, -1);
+        gh_event_clear(&done_ev);
+        if (errno != base + i)
+            bad++;
+        if (gh_hub_index() != hub)
+            moves++, hub = gh_hub_index();
+    }
+    if (moves < 500)
+        fail_msg("only %d hub changes in 2000 cross-hub wakeups", moves);
+    return (void *)(intptr_t)bad;
+}
+
+static void *errno_main(void *arg)
+{
+    (void)arg;
+    gh_event_init(&req[0]);
+    gh_event_init(&req[1]);
+    gh_event_init(&done_ev);
+    gh_greenlet *w[2];
+    for (int k = 0; k < 2; k++) {
+        gh_spawn_opts o = { .name = "waker", .hub = k, .pinned = 1 };
+        w[k] = gh_spawn_with(&o, waker_fn, (void *)(intptr_t)k);
+    }
+    gh_greenlet *m = gh_spawn(migrant_fn, (void *)1000);
+    void *bad;
+    assert_int_equal(gh_join(m, &bad), 0);
+    atomic_store(&stop_wakers, 1);
+    gh_event_set(&req[0]);
+    gh_event_set(&req[1]);
+    gh_join(w[0], NULL);
+    gh_join(w[1], NULL);
+    return bad;
+}
+
+static void test_errno_survives_switches_and_migration(void **state)
+{
+    (void)state;
+    assert_int_equal((intptr_t)gh_test_run(2, errno_main, NULL), 0);
+}
+
+static void *sleep_long(void *arg)
+{
+    (void)arg;
+    int r = gh_sleep_ms(60000);
+    int again = gh_sleep_ms(1);   /* stays cancelled */
+    return (void *)(intptr_t)(r == ECANCELED && again == ECANCELED);
+}
+
+static void *join_forever(void *arg)
+{
+    int r = gh_join(arg, NULL);
+    return (void *)(intptr_t)(r == ECANCELED);
+}
+
+static void *kill_main(void *arg)
+{
+    (void)arg;
+    gh_greenlet *s = gh_spawn(sleep_long, NULL);
+    gh_greenlet *j = gh_spawn(join_forever, s);
+    gh_sleep_ms(20);
+    uint64_t t0 = now_ms();
+    assert_int_equal(gh_kill(j), 0);
+    void *r;
+    assert_int_equal(gh_join(j, &r), 0);
+    assert_int_equal((intptr_t)r, 1);
+    assert_int_equal(gh_kill(s), 0);
+    assert_int_equal(gh_join(s, &r), 0);
+    assert_int_equal((intptr_t)r, 1);
+    assert_true(now_ms() - t0 < 30000);
+    /* Killing a greenlet before it first blocks: its first block fails. */
+    gh_greenlet *k = gh_spawn(sleep_long, NULL);
+    assert_int_equal(gh_kill(k), 0);
+    assert_int_equal(gh_join(k, &r), 0);
+    assert_int_equal((intptr_t)r, 1);
+    return NULL;
+}
+
+static void test_kill_wakes_sleeper_and_joiner(void **state)
+{
+    (void)state;
+    gh_test_run(2, kill_main, NULL);
+}
+
+/* ---- bad input ------------------------------------------------------------------ */
+
+static void *bad_main(void *arg)
+{
+    (void)arg;
+    errno = 0;
+    assert_null(gh_spawn(NULL, NULL));
+    assert_int_equal(errno, EINVAL);
+    gh_spawn_opts o = { .hub = 5, .pinned = 1 };
+    errno = 0;
+    assert_null(gh_spawn_with(&o, ret_arg, NULL));
+    assert_int_equal(errno, EINVAL);
+    o.hub = -1;
+    assert_null(gh_spawn_with(&o, ret_arg, NULL));
+    assert_int_equal(gh_join(NULL, NULL), EINVAL);
+    assert_int_equal(gh_join(gh_self(), NULL), EDEADLK);
+    assert_int_equal(gh_join_timeout(gh_self(), -2, NULL), EINVAL);
+    assert_int_equal(gh_kill(NULL), EINVAL);
+    assert_int_equal(gh_sleep_ms(-1), EINVAL);
+    assert_int_equal(gh_run(NULL, ret_arg, NULL, NULL), EBUSY);
+    gh_detach(NULL);
+    /* A second joiner gets EBUSY. */
+    gh_greenlet *g = gh_spawn(slow_fn, NULL);
+    gh_greenlet *j = gh_spawn(join_forever, g);
+    gh_sleep_ms(20);
+    assert_int_equal(gh_join_timeout(g, 10, NULL), EBUSY);
+    gh_kill(j);
+    gh_join(j, NULL);
+    assert_int_equal(gh_join(g, NULL), 0);
+    assert_string_equal(gh_name(gh_self()), "main");
+    assert_true(gh_id(gh_self()) > 0);
+    assert_int_equal(gh_id(NULL), 0);
+    return NULL;
+}
+
+static void test_bad_input_gets_error_codes(void **state)
+{
+    (void)state;
+    assert_int_equal(gh_run(NULL, NULL, NULL, NULL), EINVAL);
+    errno = 0;
+    assert_null(gh_spawn(ret_arg, NULL));          /* no runtime */
+    assert_int_equal(errno, ESRCH);
+    assert_null(gh_self());
+    assert_int_equal(gh_hub_count(), 0);
+    gh_test_run(2, bad_main, NULL);
+}
+
+/* ---- events across hubs ----------------------------------------------------------- */
+
+static gh_event ping, pong;
+
+static void *ponger(void *arg)
+{
+    int rounds = (int)(intptr_t)arg;
+    for (int i = 0; i < rounds; i++) {
+        if (gh_event_wait(&ping, 5000) != 0)
+            return (void *)1;
+        gh_event_clear(&ping);
+        gh_event_set(&pong);
+    }
+    return NULL;
+}
+
+static void *event_main(void *arg)
+{
+    (void)arg;
+    int rounds = 2000;
+    gh_event_init(&ping);
+    gh_event_init(&pong);
+    gh_spawn_opts o = { .hub = 1, .pinned = 1 };
+    gh_greenlet *p = gh_spawn_with(&o, ponger, (void *)(intptr_t)rounds);
+    for (int i = 0; i < rounds; i++) {
+        gh_event_set(&ping);
+        assert_int_equal(gh_event_wait(&pong, 5000), 0);
+        gh_event_clear(&pong);
+    }
+    void *r;
+    assert_int_equal(gh_join(p, &r), 0);
+    assert_null(r);
+    assert_int_equal(gh_event_wait(&pong, 0), ETIMEDOUT);
+    assert_int_equal(gh_event_wait(&pong, 20), ETIMEDOUT);
+    assert_int_equal(gh_event_destroy(&ping), 0);
+    return NULL;
+}
+
+static void test_event_ping_pong_across_hubs(void **state)
+{
+    (void)state;
+    gh_test_run(2, event_main, NULL);
+}
+
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_100k_greenlets_run_once_on_both_hubs),
+    cmocka_unit_test(test_hub_threads_pinned_to_one_core_each),
+    cmocka_unit_test(test_pinned_greenlets_never_migrate),
+    cmocka_unit_test(test_sleeps_wake_in_deadline_order_not_early),
+    cmocka_unit_test(test_sleeps_not_early_on_two_hubs),
+    cmocka_unit_test(test_join_timeout_times_out_then_joins),
+    cmocka_unit_test(test_spawn_and_join_from_plain_thread),
+    cmocka_unit_test(test_idle_runtime_does_not_spin),
+    cmocka_unit_test(test_run_returns_main_result_and_runs_again),
+    cmocka_unit_test(test_errno_survives_switches_and_migration),
+    cmocka_unit_test(test_kill_wakes_sleeper_and_joiner),
+    cmocka_unit_test(test_bad_input_gets_error_codes),
+    cmocka_unit_test(test_event_ping_pong_across_hubs),
+};
+GH_TEST_MAIN(tests)

@@ -1,0 +1,194 @@
+/* tests/test_switch.c — the context switch and stacks: callee-saved and FPU
+ * state survive a switch, deep recursion fits, and an overflow is reported
+ * by name in every guard mode. */
+#include "gh_test.h"
+
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+void *gh__ctx_switch(void **save_sp, void *to_sp, void *arg);
+int gh_test_switch_keep(void **save, void *to, void *arg);
+void gh_test_switch_clobber(void **save, void *to, void *arg);
+
+/* ---- raw switch: two contexts, no scheduler ------------------------------ */
+
+static void *main_sp, *b_sp;
+static unsigned b_rounds;
+static int b_fpu_ok = 1;
+
+static uint32_t get_mxcsr(void)
+{
+    uint32_t v;
+    __asm__ volatile("stmxcsr %0" : "=m"(v));
+    return v;
+}
+static void set_mxcsr(uint32_t v) { __asm__ volatile("ldmxcsr %0" : : "m"(v)); }
+static uint16_t get_fpucw(void)
+{
+    uint16_t v;
+    __asm__ volatile("fnstcw %0" : "=m"(v));
+    return v;
+}
+static void set_fpucw(uint16_t v) { __asm__ volatile("fldcw %0" : : "m"(v)); }
+
+#define B_MXCSR 0x5f80u   /* round up, exceptions masked */
+#define B_FPUCW 0x087fu   /* round up, 64-bit precision */
+
+/* Context B: clobbers every callee-saved register, sets its own FPU
+ * control state and checks it is still there each time it comes back. */
+static void b_entry(void)
+{
+    set_mxcsr(B_MXCSR);
+    set_fpucw(B_FPUCW);
+    for (;;) {
+        b_rounds++;
+        gh_test_switch_clobber(&b_sp, main_sp, NULL);
+        if (get_mxcsr() != B_MXCSR || get_fpucw() != B_FPUCW)
+            b_fpu_ok = 0;
+    }
+}
+
+static void *make_ctx(char *stack, size_t size, void (*entry)(void))
+{
+    uintptr_t top = ((uintptr_t)(stack + size)) & ~(uintptr_t)15;
+    uint64_t *f = (uint64_t *)(top - 8 - 0x40);   /* rsp = top-8 at entry */
+    memset(f, 0, 0x48);
+    uint32_t mx = get_mxcsr();
+    uint16_t cw = get_fpucw();
+    memcpy(f, &mx, 4);
+    memcpy((char *)f + 4, &cw, 2);
+    f[7] = (uint64_t)(uintptr_t)entry;
+    return f;
+}
+
+static void test_switch_preserves_registers(void **state)
+{
+    (void)state;
+    size_t sz = 64 * 1024;
+    char *stack = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(stack != MAP_FAILED);
+    b_sp = make_ctx(stack, sz, b_entry);
+    uint32_t mx0 = get_mxcsr();
+    uint16_t cw0 = get_fpucw();
+    set_mxcsr(0x7f80u);          /* round toward zero */
+    set_fpucw(0x0c7fu);          /* round toward zero */
+    for (int i = 0; i < 1000; i++) {
+        int changed = gh_test_switch_keep(&main_sp, b_sp, NULL);
+        assert_int_equal(changed, 0);
+        assert_int_equal(get_mxcsr(), 0x7f80u);
+        assert_int_equal(get_fpucw(), 0x0c7fu);
+    }
+    set_mxcsr(mx0);
+    set_fpucw(cw0);
+    assert_int_equal(b_rounds, 1000);
+    assert_int_equal(b_fpu_ok, 1);
+    munmap(stack, sz);
+}
+
+/* ---- through the runtime ------------------------------------------------------ */
+
+/* A frame of ~512 bytes that the compiler cannot elide. */
+static __attribute__((noinline)) uint64_t recurse(unsigned n)
+{
+    volatile char pad[480];
+    pad[0] = (char)n;
+    pad[479] = (char)(n >> 8);
+    if (n == 0)
+        return 1;
+    return recurse(n - 1) + (uint64_t)(unsigned char)pad[0] + (uint64_t)(unsigned char)pad[479];
+}
+
+static void *deep_fn(void *arg)
+{
+    unsigned depth = (unsigned)(uintptr_t)arg;
+    return (void *)(uintptr_t)recurse(depth);
+}
+
+static void *deep_main(void *arg)
+{
+    (void)arg;
+    /* 256 KiB stack: 400 frames of ~512 B use ~200 KiB of it. */
+    gh_spawn_opts o = { .name = "deep", .stack_size = 256 * 1024 };
+    gh_greenlet *g = gh_spawn_with(&o, deep_fn, (void *)(uintptr_t)400);
+    assert_non_null(g);
+    void *r = NULL;
+    assert_int_equal(gh_join(g, &r), 0);
+    uint64_t expect = 1;
+    for (unsigned n = 1; n <= 400; n++)
+        expect += (n & 0xff) + ((n >> 8) & 0xff);
+    assert_int_equal((uint64_t)(uintptr_t)r, expect);
+    return NULL;
+}
+
+static void test_deep_recursion_fits(void **state)
+{
+    (void)state;
+    gh_test_run(2, deep_main, NULL);
+}
+
+/* Overflows a 64 KiB stack by about 2 KiB, then yields (so a canary is
+ * checked even when no guard page stopped it). */
+static void *overflow_fn(void *arg)
+{
+    (void)arg;
+    uint64_t r = recurse(64 * 1024 / 512 + 4);
+    gh_yield();
+    return (void *)(uintptr_t)r;
+}
+
+static void *overflow_main(void *arg)
+{
+    (void)arg;
+    gh_spawn_opts o = { .name = "deep-diver", .stack_size = 64 * 1024 };
+    gh_greenlet *g = gh_spawn_with(&o, overflow_fn, NULL);
+    gh_join(g, NULL);
+    return NULL;
+}
+
+/* Runs the overflow in a child with GREENHUB_GUARD=mode; checks it died of
+ * SIGABRT after printing the message. */
+static void overflow_death(const char *mode)
+{
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[1], STDERR_FILENO);
+        close(fds[0]);
+        setenv("GREENHUB_GUARD", mode, 1);
+        gh_config cfg = { .hubs = 2 };
+        gh_run(&cfg, overflow_main, NULL, NULL);
+        _exit(0);   /* reaching here means no overflow was detected */
+    }
+    close(fds[1]);
+    char buf[4096];
+    size_t n = 0;
+    ssize_t k;
+    while (n < sizeof buf - 1 && (k = read(fds[0], buf + n, sizeof buf - 1 - n)) > 0)
+        n += (size_t)k;
+    buf[n] = '\0';
+    close(fds[0]);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGABRT)
+        fail_msg("mode %s: child did not abort (status 0x%x); stderr:\n%s", mode, st, buf);
+    if (!strstr(buf, "greenhub: greenlet 'deep-diver' (#") ||
+        !strstr(buf, ") overflowed its 64 KiB stack"))
+        fail_msg("mode %s: message missing; stderr:\n%s", mode, buf);
+}
+
+static void test_overflow_madvise(void **state) { (void)state; overflow_death("madvise"); }
+static void test_overflow_mprotect(void **state) { (void)state; overflow_death("mprotect"); }
+static void test_overflow_canary(void **state) { (void)state; overflow_death("canary"); }
+
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_switch_preserves_registers),
+    cmocka_unit_test(test_deep_recursion_fits),
+    cmocka_unit_test(test_overflow_madvise),
+    cmocka_unit_test(test_overflow_mprotect),
+    cmocka_unit_test(test_overflow_canary),
+};
+GH_TEST_MAIN(tests)
