@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Build the peer benchmarks (Go, Boost.Context, pthread/serial C) into $1
+# (default: bench/peers/out). Skips Go / Boost with a message when missing.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+out="${1:-$here/out}"
+mkdir -p "$out"
+out="$(cd "$out" && pwd)"
+CC="${CC:-gcc}"
+CXX="${CXX:-g++}"
+fail=0
+
+build() { # name, command...
+    local name="$1"; shift
+    if "$@"; then
+        echo "peer $name: built $out/$name"
+    else
+        echo "peer $name: BUILD FAILED" >&2
+        fail=1
+    fi
+}
+
+build pthread_parked "$CC" -O2 -pthread -o "$out/pthread_parked" "$here/pthread/parked.c"
+build serial_cpu     "$CC" -O2 -o "$out/serial_cpu" "$here/pthread/cpu_serial.c"
+
+if echo '#include <boost/context/fiber.hpp>' | "$CXX" -std=c++14 -x c++ -fsyntax-only - >/dev/null 2>&1; then
+    build boost_switch "$CXX" -O2 -std=c++14 -o "$out/boost_switch" "$here/boost/switch.cpp" -lboost_context
+else
+    echo "peer boost: unavailable (install libboost-context-dev)"
+fi
+
+if command -v go >/dev/null 2>&1; then
+    export GO111MODULE=off GOCACHE="${GOCACHE:-/tmp/gh-gocache}"
+    for p in switch spawn skynet parked cpu; do
+        build "go_$p" go build -o "$out/go_$p" "$here/go/$p.go"
+    done
+else
+    echo "peer go: unavailable (install golang-go)"
+fi
+
+exit "$fail"
