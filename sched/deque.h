@@ -1,9 +1,8 @@
 /* sched/deque.h — growable Chase–Lev work-stealing deque of pointers.
  *
- * One owner thread pushes at the bottom and may pop there (LIFO); any
- * thread, the owner included, steals at the top (FIFO).  The hubs take their
- * own work with gh__deque_steal too, for FIFO fairness: the LIFO end of a
- * hub is its `next` slot, not this deque (see "Run queues" in hub.c).
+ * One owner thread pushes at the bottom and pops there (LIFO); any thread,
+ * the owner included, steals at the top (FIFO).  See "Run queues" in hub.c
+ * for how the hubs use the two ends.
  *
  * Algorithm: Chase & Lev, "Dynamic Circular Work-Stealing Deque" (SPAA
  * 2005), in the C11 form of Lê, Pop, Cohen & Zappa Nardelli, "Correct and

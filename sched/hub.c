@@ -18,14 +18,27 @@
  *
  * Run queues
  *   A runnable greenlet is in exactly one of: a next slot, a local list, a
- *   deque, a mailbox, the inject queue.  A hub takes from its deque's top
- *   (FIFO, the same end thieves use) so that every greenlet queued on a hub
- *   runs in turn; the LIFO behaviour that gives locality comes from the next
- *   slot instead (Go's runnext, Tokio's LIFO slot).  Yielders go to the
- *   local list, not the deque: a yield is then a switch and two list
- *   operations, with no atomic read-modify-write; a yielder is unstealable
- *   only until it runs again.  The hub alternates between its local list
- *   and its deque so that neither starves the other.
+ *   deque, a mailbox, the inject queue.
+ *
+ *   A hub pops its own deque at the bottom (LIFO, newest first) and thieves
+ *   take from the top (oldest first): Cilk's work-first order.  For
+ *   fork-join work (a greenlet spawns children and joins them) this runs
+ *   the tree depth-first on each hub, so the greenlets alive at once, and
+ *   with them the stacks in use, stay near branching x depth per hub, while
+ *   thieves take the oldest entries, which are the biggest subtrees.
+ *   Rejected: taking our own deque FIFO, as Go and Tokio take their run
+ *   queues.  It expands a fork-join tree breadth-first: skynet then had a
+ *   million greenlets alive, each needing a fresh stack (page faults, trims
+ *   with TLB shootdowns), and took 6.2 s instead of well under one.
+ *   Fairness under LIFO comes from three rules: every LOOK_EVERY ticks the
+ *   hub takes its *oldest* deque entry instead of the newest, so no entry
+ *   waits forever; thieves always take the oldest; and yielders never go to
+ *   the deque.  They go to the local list, a FIFO, so a yield lets every
+ *   other runnable greenlet of the hub run first.  A yield is then a switch
+ *   and two plain list operations, with no atomic read-modify-write.  A
+ *   yielder cannot be stolen until it runs again.  The hub alternates
+ *   between its local list and its deque so that neither starves the
+ *   other.
  *
  * Switching
  *   A greenlet that blocks or yields picks the next greenlet itself
@@ -78,8 +91,15 @@ enum { POLL_EVERY = 16 };
 /* Greenlets taken from the inject queue at once, at most: bounds how long
  * the inject lock is held.  A guess. */
 enum { INJECT_BATCH = 32 };
-/* Passes over all victims before a searching hub sleeps.  A guess. */
+/* Passes over all victims per steal attempt.  A guess. */
 enum { STEAL_ROUNDS = 2 };
+/* How long a searching hub keeps looking before it sleeps.  Waking a hub
+ * costs ~12 us per round trip on these machines (DESIGN.md); a hub that
+ * slept at once was woken 1,168 times in one 0.45 s core-scaling run.
+ * Spinning a few wakeups' worth first lets the other hubs hand it work
+ * without a wakeup.  Measured: the 2-hub run went from 1.75x to see
+ * bench/README.md; the idle test shows the cost stays bounded. */
+enum { SPIN_NS = 50 * 1000 };
 
 struct gh__runtime *gh__rt;
 
@@ -173,6 +193,8 @@ static gh_greenlet *fifo_take(struct gh__fifo *f, size_t max)
 
 /* ---- local queues (hub thread only) --------------------------------------- */
 
+static void wakep(void);
+
 static void local_push(struct gh__hub *h, gh_greenlet *g)
 {
     g->qnext = NULL;
@@ -197,15 +219,46 @@ static gh_greenlet *local_pop(struct gh__hub *h)
     return g;
 }
 
+/* Newest first, but the oldest on look-around ticks (see "Run queues"). */
+/* Moves half of the local list's unpinned greenlets (the oldest first) to
+ * the deque, where idle hubs can steal them.  Pinned ones keep their
+ * order. */
+static void local_share(struct gh__hub *h)
+{
+    size_t n = (h->pinned_len + 1) / 2, moved = 0;
+    gh_greenlet *keep_h = NULL, *keep_t = NULL, *g = h->pinned_head;
+    size_t kept = 0;
+    while (g) {
+        gh_greenlet *nx = g->qnext;
+        g->qnext = NULL;
+        if (moved < n && g->pinned_hub < 0 && gh__deque_push(&h->dq, g) == 0) {
+            moved++;
+        } else {
+            if (keep_t)
+                keep_t->qnext = g;
+            else
+                keep_h = g;
+            keep_t = g;
+            kept++;
+        }
+        g = nx;
+    }
+    h->pinned_head = keep_h;
+    h->pinned_tail = keep_t;
+    h->pinned_len = kept;
+    if (moved)
+        wakep();
+}
+
 static gh_greenlet *deque_take(struct gh__hub *h)
 {
+    if (h->tick % LOOK_EVERY != 0)
+        return gh__deque_pop(&h->dq);
     void *x;
     while ((x = gh__deque_steal(&h->dq)) == GH_DEQUE_ABORT)
         ;
     return x;
 }
-
-static void wakep(void);
 
 /* Hub thread only: g (RUNNABLE) joins h's queues at the back. */
 static void push_back(struct gh__hub *h, gh_greenlet *g)
@@ -396,6 +449,20 @@ static void park_complete(struct gh__hub *h, gh_greenlet *p)
     push_back(h, p);
 }
 
+/* Where a yielder goes: the local list (cheap, FIFO, unstealable) unless
+ * some hub has nothing to do, in which case an unpinned yielder goes to the
+ * deque, where that hub can steal it.  Without this, greenlets that yield
+ * pile up on the hub that first ran them while another hub sleeps: the
+ * core-scaling workload got 1.58x from 2 hubs instead of ~2x. */
+static void yield_requeue(struct gh__hub *h, gh_greenlet *p)
+{
+    struct gh__runtime *rt = gh__rt;
+    local_push(h, p);
+    if (atomic_load_explicit(&rt->nr_sleeping, memory_order_relaxed) ||
+        atomic_load_explicit(&rt->nr_searching, memory_order_relaxed))
+        local_share(h);
+}
+
 void gh__after_switch(struct gh__hub *h)
 {
     gh_greenlet *p = h->prev;
@@ -406,7 +473,7 @@ void gh__after_switch(struct gh__hub *h)
     switch (h->prev_action) {
     case GH_ACT_YIELD:
         atomic_store_explicit(&p->state, GH_G_RUNNABLE, memory_order_relaxed);
-        local_push(h, p);
+        yield_requeue(h, p);
         break;
     case GH_ACT_PARK:
         park_complete(h, p);
@@ -602,6 +669,19 @@ static gh_greenlet *steal_work(struct gh__hub *h)
     return NULL;
 }
 
+/* Searching hub: waits up to SPIN_NS for work to appear anywhere. */
+static bool spin_for_work(struct gh__hub *h)
+{
+    uint64_t until = gh__now_ns() + SPIN_NS;
+    do {
+        for (int i = 0; i < 64; i++)
+            __builtin_ia32_pause();
+        if (work_visible(h) || atomic_load_explicit(&gh__rt->stopping, memory_order_relaxed))
+            return true;
+    } while (gh__now_ns() < until);
+    return false;
+}
+
 /* ---- the hub loop ------------------------------------------------------------ */
 
 /* The next greenlet to run on h; sleeps while there is none; NULL when the
@@ -638,7 +718,11 @@ static gh_greenlet *find_runnable(struct gh__hub *h)
         /* 6. steal from other hubs. */
         if ((g = steal_work(h)))
             goto found;
-        /* 7. sleep in epoll until something happens. */
+        /* 7. while searching, spin a little: work may appear without a
+         * wakeup (see SPIN_NS). */
+        if (h->searching && spin_for_work(h))
+            continue;
+        /* 8. sleep in epoll until something happens. */
         hub_sleep(h);
         continue;
     found:
