@@ -283,9 +283,8 @@ const char *gh_name(const gh_greenlet *g)
 }
 
 /* At runtime end: releases the stacks of greenlets that never finished. */
-void gh__greenlets_destroy_all(void)
+void gh__greenlets_destroy_all(struct gh__runtime *rt)
 {
-    struct gh__runtime *rt = gh__rt;
     for (size_t i = 0; i < rt->nslabs; i++) {
         gh_greenlet *s = rt->slabs[i];
         for (int k = 0; k < SLAB_GREENLETS; k++) {

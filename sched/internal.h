@@ -266,7 +266,7 @@ void gh__greenlet_exited(struct gh__hub *h, gh_greenlet *g);
 void gh__greenlet_release_ref(struct gh__hub *h, gh_greenlet *g);
 gh_greenlet *gh__greenlet_new(struct gh__hub *h, const gh_spawn_opts *o,
                               gh_fn fn, void *arg);
-void gh__greenlets_destroy_all(void);
+void gh__greenlets_destroy_all(struct gh__runtime *rt);
 
 /* timer.c */
 int gh__timer_init(struct gh__hub *h);
@@ -287,6 +287,7 @@ void gh__stack_check_canary(const gh_greenlet *g);
 int gh__stack_hub_init(struct gh__hub *h);
 void gh__stack_hub_destroy(struct gh__hub *h);
 void gh__overflow_handler_install(void);
+void gh__overflow_handler_remove(void);
 
 /* topology.c */
 int gh__topology_plan(struct gh__runtime *rt, bool pin);

@@ -163,7 +163,7 @@ static int runtime_alloc(struct gh__runtime **out, const gh_config *cfg)
 
 static void runtime_free(struct gh__runtime *rt)
 {
-    gh__greenlets_destroy_all();
+    gh__greenlets_destroy_all(rt);
     gh__stack_global_destroy();
     for (unsigned i = 0; i < rt->nhubs; i++) {
         gh__deque_destroy(&rt->hubs[i].dq);
@@ -229,8 +229,9 @@ int gh_run(const gh_config *cfg, gh_fn main_fn, void *arg, void **result)
     gh_greenlet *m = gh__greenlet_new(NULL, &mo, main_fn, arg);
     if (!m) {
         err = errno;
-        gh__rt = NULL;
         runtime_free(rt);
+        gh__overflow_handler_remove();
+        gh__rt = NULL;
         atomic_store(&running, 0);
         return err;
     }
@@ -246,6 +247,7 @@ int gh_run(const gh_config *cfg, gh_fn main_fn, void *arg, void **result)
             *result = rt->main_result;
     }
     runtime_free(rt);
+    gh__overflow_handler_remove();
     gh__rt = NULL;
     atomic_store(&running, 0);
     return err;

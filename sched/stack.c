@@ -17,10 +17,11 @@
  *             stack), so they are used only while the process stays under a
  *             budget of (vm.max_map_count - MAP_MARGIN) / 2 guards; stacks
  *             carved after that get a canary.
- *   canary    the guard page stays writable (a red zone) and its top word
- *             holds CANARY; the hub checks it whenever the greenlet switches
- *             out.  An overflow that jumps over the whole red zone (a frame
- *             larger than a page) is not caught.
+ *   canary    the guard page stays writable (a red zone) filled with
+ *             CANARY; the hub checks the whole page whenever the greenlet
+ *             switches out.  An overflow that jumps over the whole red zone
+ *             without writing to it (a frame larger than a page) is not
+ *             caught, and one is caught only at the greenlet's next switch.
  * A guard hit is reported by a SIGSEGV handler running on the hub's
  * alternate signal stack; a canary hit by the hub.  Both print
  *   greenhub: greenlet '<name>' (#<id>) overflowed its <N> KiB stack
@@ -154,7 +155,9 @@ static int guard_install(char *lo)
         S.guard_budget--;
         return 0;
     }
-    *(uint64_t *)(lo - sizeof(uint64_t)) = CANARY;
+    uint64_t *rz = (uint64_t *)g;
+    for (size_t i = 0; i < S.page / sizeof *rz; i++)
+        rz[i] = CANARY;
     return 1;
 }
 
@@ -271,11 +274,19 @@ void gh__stack_free(struct gh__hub *h, struct gh__ctx *ctx, int kind)
     ctx->stack_size = 0;
 }
 
+/* Canary mode: the whole red-zone page must still hold CANARY.  A single
+ * word is not enough: a recursion whose frames leave gaps (sanitizer
+ * redzones, large arrays written sparsely) can step over it.  One
+ * sequential 4 KiB read per switch, paid only in this fallback mode. */
 void gh__stack_check_canary(const gh_greenlet *g)
 {
     if (!(g->stack_kind & 0x100))
         return;
-    if (*(const uint64_t *)(g->ctx.stack_lo - sizeof(uint64_t)) != CANARY) {
+    const uint64_t *rz = (const uint64_t *)(g->ctx.stack_lo - S.page);
+    uint64_t diff = 0;
+    for (size_t i = 0; i < S.page / sizeof *rz; i++)
+        diff |= rz[i] ^ CANARY;
+    if (diff) {
         fprintf(stderr, "greenhub: greenlet '%s' (#%llu) overflowed its %zu KiB stack\n",
                 g->name, (unsigned long long)g->id, g->ctx.stack_size / 1024);
         abort();
@@ -314,8 +325,7 @@ void gh__stack_hub_destroy(struct gh__hub *h)
 /* ---- overflow report ------------------------------------------------------
  * Async-signal-safe: formats with no stdio and writes with write(2). */
 
-static struct sigaction old_segv;
-static atomic_int handler_installed;
+static struct sigaction old_segv;   /* the handler we chain to */
 
 static char *fmt_u64(char *p, uint64_t v)
 {
@@ -364,14 +374,26 @@ static void on_segv(int sig, siginfo_t *si, void *uctx)
     signal(SIGSEGV, SIG_DFL);   /* returning re-faults into the default */
 }
 
+/* At every gh_run start: our handler goes in front of whatever handles
+ * SIGSEGV now (faults that are not guard hits are handed to it).  Installing
+ * once per process is not enough: test harnesses and crash reporters
+ * replace the handler between runs. */
 void gh__overflow_handler_install(void)
 {
-    if (atomic_exchange(&handler_installed, 1))
-        return;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_segv;
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGSEGV, &sa, &old_segv);
+}
+
+/* At gh_run end: puts the previous handler back, unless someone replaced
+ * ours meanwhile (then theirs stays). */
+void gh__overflow_handler_remove(void)
+{
+    struct sigaction cur;
+    if (sigaction(SIGSEGV, NULL, &cur) == 0 && (cur.sa_flags & SA_SIGINFO) &&
+        cur.sa_sigaction == on_segv)
+        sigaction(SIGSEGV, &old_segv, NULL);
 }

@@ -479,6 +479,12 @@ static void test_bad_input_gets_error_codes(void **state)
 {
     (void)state;
     assert_int_equal(gh_run(NULL, NULL, NULL, NULL), EINVAL);
+    gh_config tiny = { .stack_size = 100 }, huge = { .hubs = 100000 };
+    assert_int_equal(gh_run(&tiny, ret_arg, NULL, NULL), EINVAL);
+    assert_int_equal(gh_run(&huge, ret_arg, NULL, NULL), EINVAL);
+    setenv("GREENHUB_HUBS", "0x", 1);      /* garbage: ignored, default used */
+    assert_ptr_equal(gh_test_run(0, ret_arg, (void *)5), (void *)5);
+    unsetenv("GREENHUB_HUBS");
     errno = 0;
     assert_null(gh_spawn(ret_arg, NULL));          /* no runtime */
     assert_int_equal(errno, ESRCH);
