@@ -86,19 +86,25 @@ void *__tsan_get_current_fiber(void);
 void *__tsan_create_fiber(unsigned flags);
 void __tsan_destroy_fiber(void *fiber);
 void __tsan_switch_to_fiber(void *fiber, unsigned flags);
-static inline void gh__tsan_fiber_new(struct gh__ctx *c) { c->tsan_fiber = __tsan_create_fiber(0); }
 static inline void gh__tsan_fiber_current(struct gh__ctx *c) { c->tsan_fiber = __tsan_get_current_fiber(); }
 static inline void gh__tsan_fiber_free(struct gh__ctx *c)
 {
     if (c->tsan_fiber) __tsan_destroy_fiber(c->tsan_fiber);
     c->tsan_fiber = NULL;
 }
-static inline void gh__tsan_leave(const struct gh__ctx *to) { __tsan_switch_to_fiber(to->tsan_fiber, 0); }
+/* The fiber of a greenlet is made at its first switch-in, not at spawn:
+ * TSan counts every live fiber against its limit of 8128 threads, and a
+ * greenlet that has not started yet needs none. */
+static inline void gh__tsan_leave(struct gh__ctx *to)
+{
+    if (!to->tsan_fiber)
+        to->tsan_fiber = __tsan_create_fiber(0);
+    __tsan_switch_to_fiber(to->tsan_fiber, 0);
+}
 #else
-static inline void gh__tsan_fiber_new(struct gh__ctx *c) { (void)c; }
 static inline void gh__tsan_fiber_current(struct gh__ctx *c) { (void)c; }
 static inline void gh__tsan_fiber_free(struct gh__ctx *c) { (void)c; }
-static inline void gh__tsan_leave(const struct gh__ctx *to) { (void)to; }
+static inline void gh__tsan_leave(struct gh__ctx *to) { (void)to; }
 #endif
 
 /* Switches from `from` to `to`, passing arg; returns the arg given by

@@ -104,7 +104,7 @@ gh_greenlet *gh__greenlet_new(struct gh__hub *h, const gh_spawn_opts *o,
         return NULL;
     }
     gh__ctx_make(&g->ctx);
-    gh__tsan_fiber_new(&g->ctx);
+    g->ctx.tsan_fiber = NULL;    /* made at first switch-in (context.h) */
     g->ctx.asan_fake = NULL;
     g->saved_errno = 0;
     g->qnext = NULL;

@@ -113,8 +113,8 @@ typedef struct gh_spawn_opts {
  * gh_join_timeout (when it succeeds) or gh_detach.  On failure returns NULL
  * and sets errno: EINVAL (NULL fn, bad opts), ESRCH (no runtime running),
  * ENOMEM (no memory or address space for the stack). */
-gh_greenlet *gh_spawn(gh_fn fn, void *arg);
-gh_greenlet *gh_spawn_with(const gh_spawn_opts *opts, gh_fn fn, void *arg);
+GH_API gh_greenlet *gh_spawn(gh_fn fn, void *arg);
+GH_API gh_greenlet *gh_spawn_with(const gh_spawn_opts *opts, gh_fn fn, void *arg);
 
 /* Waits for g to finish, stores its return value in *result (if result is
  * not NULL) and releases g.  Returns 0; EINVAL for a NULL handle; EDEADLK if
@@ -146,7 +146,7 @@ GH_API void gh_yield(void);
 GH_API int gh_sleep_ms(int64_t ms);
 
 /* The calling greenlet; NULL outside a greenlet. */
-gh_greenlet *gh_self(void);
+GH_API gh_greenlet *gh_self(void);
 
 /* A greenlet's id: unique within the process, never reused, > 0.  The main
  * greenlet of a runtime is the first id that runtime hands out.  0 for
@@ -155,7 +155,7 @@ GH_API uint64_t gh_id(const gh_greenlet *g);
 
 /* The name given at spawn ("(unnamed)" by default, "main" for the main
  * greenlet); "" for NULL. */
-const char *gh_name(const gh_greenlet *g);
+GH_API const char *gh_name(const gh_greenlet *g);
 
 /* The 0-based index of the hub the caller runs on; -1 outside a hub.  The
  * answer may be stale after the next switch point. */
@@ -174,7 +174,7 @@ GH_API unsigned gh_hub_count(void);
  *              at every switch; an overflow is reported at the next switch
  *              (one that skips past the 4 KiB red zone is not detected).
  * NULL before the first gh_run. */
-const char *gh_stack_guard_mode(void);
+GH_API const char *gh_stack_guard_mode(void);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# bench/run.sh [--quick|--full] [--runs N]
+#
+# Builds greenhub and its peers and runs the benchmarks side by side, in one
+# run, on this machine.  --quick (the default, the README's main job) runs
+# the core-scaling benchmark only: the CPU-bound workload with 1, 2, 4, ...
+# hubs beside Go with GOMAXPROCS=1, 2, 4, ...  --full adds switch,
+# spawn+join, skynet and parked memory.  Each figure is the median of N runs
+# (default 3) with the spread (min-max); every program checks its own result
+# and a wrong result stops the run.  Results: bench/results/latest.md and
+# latest.csv.  Honesty rules: bench/README.md.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+mode=quick runs=3
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+    --quick) mode=quick ;;
+    --full) mode=full ;;
+    --runs) runs="$2"; shift ;;
+    *) echo "usage: $0 [--quick|--full] [--runs N]" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+tools/deps.sh --bench
+echo "== building greenhub (Release, -O2) and the peers"
+cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS_RELEASE=-O2 \
+      -DGREENHUB_TESTS=OFF >/dev/null
+cmake --build build-bench -j"$(nproc)" >/dev/null
+bench/peers/build.sh build-bench/peers >/dev/null
+B=build-bench/bench P=build-bench/peers
+mkdir -p bench/results
+md=bench/results/latest.md csv=bench/results/latest.csv
+ncpu=$(nproc)
+cpu_model=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
+{
+    echo "# greenhub benchmarks ($mode), $(date -u +%Y-%m-%d)"
+    echo
+    echo "Machine: $ncpu CPUs ($cpu_model), $(uname -r); gcc $(gcc -dumpversion)," \
+         "$(go version 2>/dev/null | awk '{print $3}'), Boost $(dpkg-query -W -f='${Version}' libboost-context-dev 2>/dev/null)."
+    echo "Hub threads pinned one per core (hwloc); Go threads not pinned. Median of $runs runs, spread min-max."
+    echo
+} > "$md"
+echo "bench,impl,threads,median,min,max,unit" > "$csv"
+cat "$md"
+
+# measure IMPL THREADS CMD... -> "median min max unit" over $runs runs.
+measure() {
+    local impl="$1" threads="$2"; shift 2
+    local vals=() unit="" line
+    for ((r = 0; r < runs; r++)); do
+        if ! line=$("$@" | grep '^RESULT'); then
+            echo "FAILED: $impl: $*" >&2; exit 1
+        fi
+        if [[ "$line" != *check=ok* ]]; then
+            echo "WRONG RESULT: $line" >&2; exit 1
+        fi
+        vals+=("$(sed 's/.*value=\([^ ]*\).*/\1/' <<<"$line")")
+        unit=$(sed 's/.*unit=\([^ ]*\).*/\1/' <<<"$line")
+    done
+    local sorted
+    sorted=$(printf '%s\n' "${vals[@]}" | sort -g)
+    local med min max
+    med=$(sed -n "$(( (runs + 1) / 2 ))p" <<<"$sorted")
+    min=$(head -1 <<<"$sorted"); max=$(tail -1 <<<"$sorted")
+    echo "$(grep -o 'bench=[a-z]*' <<<"$line" | cut -d= -f2),$impl,$threads,$med,$min,$max,$unit" >> "$csv"
+    echo "$med $min $max $unit"
+}
+
+# ratio A B -> A/B with two decimals
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf (b > 0 ? "%.2f" : "n/a"), a / b }'; }
+
+hub_counts() {
+    local n=1 out=()
+    while ((n < ncpu)); do out+=("$n"); n=$((n * 2)); done
+    out+=("$ncpu")
+    echo "${out[@]}"
+}
+
+core_scaling() {
+    echo "## Core scaling: CPU-bound (4000 tasks x 100000 xorshift steps, 3 yields each, all spawned from one greenlet)" | tee -a "$md"
+    echo | tee -a "$md"
+    local head="| hubs | greenhub tasks/s (spread) | speedup | Go tasks/s (spread) | Go speedup | greenhub/Go |"
+    echo "$head" | tee -a "$md"
+    echo "|---|---|---|---|---|---|" | tee -a "$md"
+    local g1="" o1=""
+    for h in $(hub_counts); do
+        echo "   ... $h hub(s)" >&2
+        read -r gm gmin gmax _ < <(GREENHUB_HUBS=$h measure greenhub "$h" "$B/bench_cpu")
+        local om="" omin="" omax="" osp="n/a" rat="n/a"
+        if [[ -x $P/go_cpu ]]; then
+            read -r om omin omax _ < <(GOMAXPROCS=$h measure go "$h" "$P/go_cpu")
+        fi
+        [[ -z $g1 ]] && g1=$gm && o1=$om
+        [[ -n $om ]] && osp=$(ratio "$om" "$o1") && rat=$(ratio "$gm" "$om")
+        echo "| $h | $gm ($gmin-$gmax) | $(ratio "$gm" "$g1")x | ${om:-unavailable} (${omin}-${omax}) | ${osp}x | $rat |" | tee -a "$md"
+    done
+    echo | tee -a "$md"
+}
+
+# row NAME UNIT GH_MEDIAN PEER_LABEL PEER_MEDIAN (lower is better)
+row_lower() {
+    echo "| $1 | $3 $2 | $4: $5 $2 | $(ratio "$5" "$3")x in greenhub's favour |" | tee -a "$md"
+}
+
+full_suite() {
+    echo "## Per-operation benchmarks (lower is better)" | tee -a "$md"
+    echo | tee -a "$md"
+    echo "| benchmark | greenhub | peer | peer / greenhub |" | tee -a "$md"
+    echo "|---|---|---|---|" | tee -a "$md"
+    local gs bs os
+    read -r gs _ < <(measure greenhub 1 "$B/bench_switch")
+    [[ -x $P/boost_switch ]] && { read -r bs _ < <(measure boost 1 "$P/boost_switch"); row_lower "switch (1 hub)" ns "$gs" "Boost.Context fiber" "$bs"; }
+    [[ -x $P/go_switch ]] && { read -r os _ < <(measure go 1 "$P/go_switch"); row_lower "switch (1 hub)" ns "$gs" "Go Gosched" "$os"; }
+    read -r gs _ < <(GREENHUB_HUBS=$ncpu measure greenhub "$ncpu" "$B/bench_spawn")
+    [[ -x $P/go_spawn ]] && { read -r os _ < <(GOMAXPROCS=$ncpu measure go "$ncpu" "$P/go_spawn"); row_lower "spawn+join ($ncpu hubs)" ns "$gs" "Go goroutine" "$os"; }
+    read -r gs _ < <(GREENHUB_HUBS=$ncpu measure greenhub "$ncpu" "$B/bench_skynet")
+    [[ -x $P/go_skynet ]] && { read -r os _ < <(GOMAXPROCS=$ncpu measure go "$ncpu" "$P/go_skynet"); row_lower "skynet 1M ($ncpu hubs)" ms "$gs" "Go" "$os"; }
+    local keep=$runs; runs=1
+    read -r gs _ < <(GREENHUB_HUBS=$ncpu measure greenhub "$ncpu" "$B/bench_parked" 1000000)
+    [[ -x $P/go_parked ]] && { read -r os _ < <(measure go "$ncpu" "$P/go_parked" 1000000); row_lower "parked memory, 1M tasks" B "$gs" "Go goroutine" "$os"; }
+    read -r os _ < <(measure pthread 10000 "$P/pthread_parked" 10000)
+    row_lower "parked memory (pthreads: 10k threads)" B "$gs" "pthread" "$os"
+    runs=$keep
+    echo | tee -a "$md"
+}
+
+core_scaling
+[[ $mode == full ]] && full_suite
+echo "results: $md, $csv"

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# tests/install_test.sh BUILD_DIR SOURCE_DIR — installs greenhub into a
+# temporary prefix and builds a program outside the tree against it, once
+# with pkg-config and once with find_package(greenhub CONFIG); both must run.
+set -euo pipefail
+build="$1" src="$2"
+prefix=$(mktemp -d)
+trap 'rm -rf "$prefix"' EXIT
+cmake --install "$build" --prefix "$prefix" >/dev/null
+pcdir=$(dirname "$(find "$prefix" -name greenhub.pc | head -1)")
+libdir=$(dirname "$(find "$prefix" -name 'libgreenhub.so' | head -1)")
+# Every function the installed headers declare is exported by the library.
+declared=$(grep -ohE '\bgh_[a-z_]+\(' "$prefix"/include/greenhub/*.h | tr -d '(' | sort -u)
+exported=$(nm -D --defined-only "$libdir/libgreenhub.so" | awk '{print $3}' | sort -u)
+missing=$(comm -23 <(echo "$declared") <(echo "$exported"))
+if [[ -n "$missing" ]]; then
+    echo "declared in the headers but not exported: $missing" >&2
+    exit 1
+fi
+# shellcheck disable=SC2046
+cc "$src/tests/install/consumer.c" -o "$prefix/by_pkgconfig" \
+   $(PKG_CONFIG_PATH="$pcdir" pkg-config --cflags --libs greenhub) -Wl,-rpath,"$libdir"
+"$prefix/by_pkgconfig"
+cmake -S "$src/tests/install" -B "$prefix/cm" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake --build "$prefix/cm" >/dev/null
+LD_LIBRARY_PATH="$libdir" "$prefix/cm/consumer"
+echo "install test: pkg-config and find_package consumers both ran"
