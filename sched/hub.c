@@ -118,14 +118,10 @@ void gh__hub_set_self(struct gh__hub *h)
     tls_hub = h;
 }
 
-__attribute__((noinline, noipa)) static int *errno_ptr(void)
+/* Not const (unlike __errno_location): see "errno" in runtime.h. */
+__attribute__((noinline, noipa)) int *gh_errno_location(void)
 {
     return &errno;
-}
-
-int *gh_errno_location(void)
-{
-    return errno_ptr();
 }
 
 void gh__die(const char *fn, const char *fmt, ...)
@@ -223,7 +219,7 @@ static gh_greenlet *local_pop(struct gh__hub *h)
 /* Moves half of the local list's unpinned greenlets (the oldest first) to
  * the deque, where idle hubs can steal them.  Pinned ones keep their
  * order. */
-static void local_share(struct gh__hub *h)
+__attribute__((noinline, cold)) static void local_share(struct gh__hub *h)
 {
     size_t n = (h->pinned_len + 1) / 2, moved = 0;
     gh_greenlet *keep_h = NULL, *keep_t = NULL, *g = h->pinned_head;
@@ -252,6 +248,12 @@ static void local_share(struct gh__hub *h)
 
 static gh_greenlet *deque_take(struct gh__hub *h)
 {
+    /* Empty?  Only we move bottom and top only grows, so a relaxed look is
+     * exact for "empty" and spares the pop's full fence (every other yield
+     * of a hub whose deque is empty paid it). */
+    if (atomic_load_explicit(&h->dq.bottom, memory_order_relaxed) <=
+        atomic_load_explicit(&h->dq.top, memory_order_relaxed))
+        return NULL;
     if (h->tick % LOOK_EVERY != 0)
         return gh__deque_pop(&h->dq);
     void *x;
@@ -284,10 +286,15 @@ static void push_next(struct gh__hub *h, gh_greenlet *g)
         push_back(h, old);
 }
 
-/* Any thread: makes g (already RUNNABLE) runnable somewhere.  On a hub it
- * goes to that hub's next slot (locality: the wakee runs right after the
- * waker); pinned greenlets go to their hub; plain threads use the inject
- * queue. */
+static void share_if_idle(struct gh__hub *h);
+
+/* Any thread: makes g (already RUNNABLE) runnable somewhere.  Woken by a
+ * greenlet, it goes to that hub's next slot (locality: the wakee runs right
+ * after its waker).  Woken by a hub's scheduler itself (timers, later I/O),
+ * there is no waker to stay near, and several may wake at once: they queue
+ * FIFO on the local list, so they run in the order they woke (deadline
+ * order for timers).  Pinned greenlets go to their hub; plain threads use
+ * the inject queue. */
 void gh__enqueue(gh_greenlet *g)
 {
     struct gh__hub *h = gh__hub_self();
@@ -300,6 +307,11 @@ void gh__enqueue(gh_greenlet *g)
     if (!h) {
         fifo_push(&gh__rt->inject, g);
         wakep();
+        return;
+    }
+    if (!h->current) {
+        local_push(h, g);
+        share_if_idle(h);
         return;
     }
     push_next(h, g);
@@ -377,11 +389,12 @@ static void set_running(struct gh__hub *h, gh_greenlet *g)
     gh__stat_inc(&h->st.switches);
 }
 
-/* A greenlet to switch to directly, or NULL: go through the scheduler. */
+/* A greenlet to switch to directly, or NULL: go through the scheduler,
+ * which looks around (inject queue, timers, libuv, `stopping`) at least
+ * every LOOK_EVERY switches. */
 static gh_greenlet *pick_fast(struct gh__hub *h)
 {
-    if (++h->tick % LOOK_EVERY == 0 ||
-        atomic_load_explicit(&gh__rt->stopping, memory_order_relaxed))
+    if (++h->tick % LOOK_EVERY == 0)
         return NULL;
     return local_take(h);
 }
@@ -391,7 +404,7 @@ static gh_greenlet *pick_fast(struct gh__hub *h)
 static struct gh__hub *switch_to(struct gh__hub *h, gh_greenlet *self,
                                  gh_greenlet *next, int action)
 {
-    self->saved_errno = *errno_ptr();
+    self->saved_errno = *h->errno_loc;
     h->prev = self;
     h->prev_action = action;
     struct gh__ctx *to = &h->sched_ctx;
@@ -403,7 +416,7 @@ static struct gh__hub *switch_to(struct gh__hub *h, gh_greenlet *self,
     }
     h = gh__ctx_jump(&self->ctx, to, h, action == GH_ACT_EXIT);
     gh__after_switch(h);
-    *errno_ptr() = self->saved_errno;
+    *h->errno_loc = self->saved_errno;   /* the thread we resumed on */
     return h;
 }
 
@@ -420,14 +433,14 @@ void gh_yield(void)
         return;
     }
     gh_greenlet *next = pick_fast(h);
-    if (!next && h->tick % LOOK_EVERY != 0 &&
-        !atomic_load_explicit(&gh__rt->stopping, memory_order_relaxed))
+    if (!next && h->tick % LOOK_EVERY != 0)
         return;  /* nothing else is runnable here: keep running */
     switch_to(h, h->current, next, GH_ACT_YIELD);
 }
 
-/* Completes a park on the hub thread, after the greenlet left its stack. */
-static void park_complete(struct gh__hub *h, gh_greenlet *p)
+/* Completes a park on the hub thread, after the greenlet left its stack.
+ * (Out of line: keeps the yield path's after_switch free of its frame.) */
+__attribute__((noinline)) static void park_complete(struct gh__hub *h, gh_greenlet *p)
 {
     if (p->unlock_fn) {
         p->unlock_fn(p->unlock_arg);
@@ -454,13 +467,18 @@ static void park_complete(struct gh__hub *h, gh_greenlet *p)
  * deque, where that hub can steal it.  Without this, greenlets that yield
  * pile up on the hub that first ran them while another hub sleeps: the
  * core-scaling workload got 1.58x from 2 hubs instead of ~2x. */
-static void yield_requeue(struct gh__hub *h, gh_greenlet *p)
+static void share_if_idle(struct gh__hub *h)
 {
     struct gh__runtime *rt = gh__rt;
-    local_push(h, p);
     if (atomic_load_explicit(&rt->nr_sleeping, memory_order_relaxed) ||
         atomic_load_explicit(&rt->nr_searching, memory_order_relaxed))
         local_share(h);
+}
+
+static void yield_requeue(struct gh__hub *h, gh_greenlet *p)
+{
+    local_push(h, p);
+    share_if_idle(h);
 }
 
 void gh__after_switch(struct gh__hub *h)
@@ -469,7 +487,8 @@ void gh__after_switch(struct gh__hub *h)
     if (!p)
         return;
     h->prev = NULL;
-    gh__stack_check_canary(p);
+    if (p->stack_kind & GH_STACK_CANARY)
+        gh__stack_check_canary(p);
     switch (h->prev_action) {
     case GH_ACT_YIELD:
         atomic_store_explicit(&p->state, GH_G_RUNNABLE, memory_order_relaxed);

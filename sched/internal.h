@@ -176,6 +176,7 @@ struct gh__hub {
     gh_greenlet *prev;           /* switched out; handled by after_switch */
     int prev_action;             /* enum gh__action */
     uint32_t tick;
+    int *errno_loc;              /* this hub thread's &errno (no call per switch) */
     uint64_t rng;
     bool searching;              /* counted in rt->nr_searching */
     uv_loop_t loop;
@@ -278,6 +279,7 @@ uint64_t gh__now_ns(void);
 
 /* stack.c */
 enum gh__stack_kind { GH_STACK_NONE = 0, GH_STACK_CACHED, GH_STACK_OWN };
+#define GH_STACK_CANARY 0x100   /* or'ed into stack_kind: guarded by a canary */
 int gh__stack_global_init(size_t default_size);
 void gh__stack_global_destroy(void);
 int gh__stack_alloc(struct gh__hub *h, size_t size, struct gh__ctx *ctx,

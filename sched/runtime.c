@@ -76,6 +76,7 @@ static void sched_ctx_init(struct gh__hub *h)
 static int hub_init(struct gh__hub *h)
 {
     gh__hub_set_self(h);
+    h->errno_loc = &errno;
     if (h->core >= 0 && gh__topology_pin_self(h->core) != 0)
         h->core = -1;
     sched_ctx_init(h);

@@ -225,7 +225,7 @@ int gh__stack_alloc(struct gh__hub *h, size_t size, struct gh__ctx *ctx, int *ki
         int err = own_alloc(size, ctx, &canary);
         if (err)
             return err;
-        *kind = GH_STACK_OWN | (canary ? 0x100 : 0);
+        *kind = GH_STACK_OWN | (canary ? GH_STACK_CANARY : 0);
         return 0;
     }
     uintptr_t e = 0;
@@ -241,13 +241,13 @@ int gh__stack_alloc(struct gh__hub *h, size_t size, struct gh__ctx *ctx, int *ki
     }
     ctx->stack_lo = (char *)(e & ~(uintptr_t)1);
     ctx->stack_size = S.size;
-    *kind = GH_STACK_CACHED | ((e & 1) ? 0x100 : 0);
+    *kind = GH_STACK_CACHED | ((e & 1) ? GH_STACK_CANARY : 0);
     return 0;
 }
 
 void gh__stack_free(struct gh__hub *h, struct gh__ctx *ctx, int kind)
 {
-    int canary = (kind & 0x100) != 0;
+    int canary = (kind & GH_STACK_CANARY) != 0;
     if ((kind & 0xff) == GH_STACK_OWN) {
         if (!canary && S.mode == GUARD_MPROTECT) {
             pthread_mutex_lock(&S.mu);
@@ -280,7 +280,7 @@ void gh__stack_free(struct gh__hub *h, struct gh__ctx *ctx, int kind)
  * sequential 4 KiB read per switch, paid only in this fallback mode. */
 void gh__stack_check_canary(const gh_greenlet *g)
 {
-    if (!(g->stack_kind & 0x100))
+    if (!(g->stack_kind & GH_STACK_CANARY))
         return;
     const uint64_t *rz = (const uint64_t *)(g->ctx.stack_lo - S.page);
     uint64_t diff = 0;

@@ -169,11 +169,13 @@ static void test_pinned_greenlets_never_migrate(void **state)
 static _Atomic int wake_seq;
 static int wake_order[SLEEPERS];
 
+static uint64_t sleep_t0;   /* absolute deadlines: sleep_t0 + 50 + 3 i ms */
+
 static void *sleeper_fn(void *arg)
 {
     int i = (int)(intptr_t)arg;
-    int64_t ms = 5 + 3 * i;      /* distinct deadlines, 3 ms apart */
-    uint64_t t0 = now_ms();
+    uint64_t t0 = now_ms(), deadline = sleep_t0 + 50 + 3 * (uint64_t)i;
+    int64_t ms = deadline > t0 ? (int64_t)(deadline - t0) : 0;
     assert_int_equal(gh_sleep_ms(ms), 0);
     uint64_t slept = now_ms() - t0;
     wake_order[atomic_fetch_add(&wake_seq, 1)] = i;
@@ -184,7 +186,10 @@ static void *sleep_main(void *arg)
 {
     (void)arg;
     gh_greenlet *g[SLEEPERS];
-    /* Spawn in scrambled order so the heap, not spawn order, decides. */
+    sleep_t0 = now_ms();
+    /* Spawn in scrambled order so the heap, not spawn order, decides; the
+     * deadlines are absolute, so when each sleeper starts does not matter
+     * (as long as all start within the first 50 ms). */
     for (int k = 0; k < SLEEPERS; k++) {
         int i = (k * 17) % SLEEPERS;
         g[i] = gh_spawn(sleeper_fn, (void *)(intptr_t)i);
