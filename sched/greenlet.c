@@ -115,7 +115,9 @@ gh_greenlet *gh__greenlet_new(struct gh__hub *h, const gh_spawn_opts *o,
     atomic_store_explicit(&g->refs, 2, memory_order_relaxed);
     g->unlock_fn = NULL;
     g->unlock_arg = NULL;
-    atomic_flag_clear(&g->join_lock);
+    /* relaxed: nobody else can see g until the queue that carries it
+     * publishes it (a seq_cst clear cost an xchg per spawn). */
+    atomic_flag_clear_explicit(&g->join_lock, memory_order_relaxed);
     g->done = false;
     g->joiner = NULL;
     g->fn = fn;
@@ -125,9 +127,16 @@ gh_greenlet *gh__greenlet_new(struct gh__hub *h, const gh_spawn_opts *o,
     g->pinned_hub = o && o->pinned ? o->hub : -1;
     g->is_main = false;
     g->last_hub = NULL;
-    const char *name = o && o->name ? o->name : "(unnamed)";
-    strncpy(g->name, name, GH_NAME_MAX - 1);
-    g->name[GH_NAME_MAX - 1] = '\0';
+    if (o && o->name) {
+        size_t n = 0;
+        while (n < GH_NAME_MAX - 1 && o->name[n]) {
+            g->name[n] = o->name[n];
+            n++;
+        }
+        g->name[n] = '\0';
+    } else {
+        memcpy(g->name, "(unnamed)", sizeof "(unnamed)");
+    }
     /* release: the fields above are published with the state; the queue
      * that carries g publishes them again. */
     atomic_store_explicit(&g->state, GH_G_RUNNABLE, memory_order_release);
@@ -156,6 +165,29 @@ gh_greenlet *gh_spawn(gh_fn fn, void *arg)
     return gh_spawn_with(NULL, fn, arg);
 }
 
+/* The greenlet's function has returned; still on its own stack.  Its
+ * joiner (if any) is woken now, so the exit can switch straight to it
+ * instead of through the scheduler.  That is safe before the stack is
+ * released: the joiner only reads the result and drops the handle's
+ * reference; the stack and the control block go after the switch
+ * (gh__greenlet_exited), with the last reference. */
+static void greenlet_finish(gh_greenlet *g)
+{
+    struct gh__runtime *rt = gh__rt;
+    if (g->is_main) {
+        rt->main_result = g->result;
+        atomic_store_explicit(&rt->stopping, 1, memory_order_release);
+        gh__wake_all_hubs();
+    }
+    gh__spin_lock(&g->join_lock);
+    g->done = true;
+    struct gh__waiter *w = g->joiner;
+    g->joiner = NULL;
+    if (w)
+        gh__waiter_wake(w, GH_WAKE_EVENT);   /* under join_lock: w is alive */
+    gh__spin_unlock(&g->join_lock);
+}
+
 /* First code a new greenlet runs, called by the trampoline (switch .S). */
 _Noreturn void gh__greenlet_entry(struct gh__hub *h);
 _Noreturn void gh__greenlet_entry(struct gh__hub *h)
@@ -165,6 +197,7 @@ _Noreturn void gh__greenlet_entry(struct gh__hub *h)
     gh__after_switch(h);
     errno = 0;
     g->result = g->fn(g->arg);
+    greenlet_finish(g);
     gh__switch_out(gh__hub_self(), g, GH_ACT_EXIT);
     gh__die(__func__, "dead greenlet #%llu resumed", (unsigned long long)g->id);
 }
@@ -178,25 +211,12 @@ void gh__greenlet_release_ref(struct gh__hub *h, gh_greenlet *g)
 /* Hub thread, after g's last switch away from its own stack. */
 void gh__greenlet_exited(struct gh__hub *h, gh_greenlet *g)
 {
-    struct gh__runtime *rt = gh__rt;
     int s = atomic_exchange_explicit(&g->state, GH_G_DEAD, memory_order_acq_rel);
     if (s != GH_G_RUNNING)
         gh__die(__func__, "greenlet #%llu exited in state %d", (unsigned long long)g->id, s);
     gh__stack_free(h, &g->ctx, g->stack_kind);
     gh__tsan_fiber_free(&g->ctx);
     atomic_fetch_sub_explicit(&g->last_hub->sh.greenlets, 1, memory_order_relaxed);
-    if (g->is_main) {
-        rt->main_result = g->result;
-        atomic_store_explicit(&rt->stopping, 1, memory_order_release);
-        gh__wake_all_hubs();
-    }
-    gh__spin_lock(&g->join_lock);
-    g->done = true;
-    struct gh__waiter *w = g->joiner;
-    g->joiner = NULL;
-    if (w)
-        gh__waiter_wake(w, GH_WAKE_EVENT);   /* under join_lock: w is alive */
-    gh__spin_unlock(&g->join_lock);
     gh__greenlet_release_ref(h, g);
 }
 
