@@ -100,13 +100,13 @@ core_scaling() {
 
 # row NAME UNIT GH_MEDIAN PEER_LABEL PEER_MEDIAN (lower is better)
 row_lower() {
-    echo "| $1 | $3 $2 | $4: $5 $2 | $(ratio "$5" "$3")x in greenhub's favour |" | tee -a "$md"
+    echo "| $1 | $3 $2 | $4: $5 $2 | $(ratio "$5" "$3") |" | tee -a "$md"
 }
 
 full_suite() {
     echo "## Per-operation benchmarks (lower is better)" | tee -a "$md"
     echo | tee -a "$md"
-    echo "| benchmark | greenhub | peer | peer / greenhub |" | tee -a "$md"
+    echo "| benchmark | greenhub | peer | peer / greenhub (above 1: greenhub ahead) |" | tee -a "$md"
     echo "|---|---|---|---|" | tee -a "$md"
     local gs bs os
     read -r gs _ < <(measure greenhub 1 "$B/bench_switch")

@@ -97,8 +97,9 @@ enum { STEAL_ROUNDS = 2 };
  * costs ~12 us per round trip on these machines (DESIGN.md); a hub that
  * slept at once was woken 1,168 times in one 0.45 s core-scaling run.
  * Spinning a few wakeups' worth first lets the other hubs hand it work
- * without a wakeup.  Measured: the 2-hub run went from 1.75x to see
- * bench/README.md; the idle test shows the cost stays bounded. */
+ * without a wakeup.  Measured: sleeps per run fell from ~1,168 to ~400
+ * with the spin alone, and to 2 together with local_share(); an idle
+ * runtime still uses ~0.0002 s of CPU per second (tests/test_sched.c). */
 enum { SPIN_NS = 50 * 1000 };
 
 struct gh__runtime *gh__rt;
