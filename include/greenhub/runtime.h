@@ -131,9 +131,11 @@ GH_API int gh_join_timeout(gh_greenlet *g, int64_t timeout_ms, void **result);
  * once if it has already finished).  NULL is ignored. */
 GH_API void gh_detach(gh_greenlet *g);
 
-/* Cancels g: the blocking call it is parked in (or the next one it makes)
- * returns ECANCELED, and every later blocking call too.  The greenlet is
- * expected to clean up and return.  Returns 0, EINVAL for NULL, ESRCH if g
+/* Cancels g: the call it is parked in returns ECANCELED, and so does every
+ * later call of g that has to wait (gh_sleep_ms returns ECANCELED at once).  A call that can complete
+ * without waiting (gh_event_wait on a set event, gh_join of a finished
+ * greenlet) still completes, as in gevent, where a kill is seen only at a
+ * switch.  The greenlet is expected to clean up and return.  Returns 0, EINVAL for NULL, ESRCH if g
  * has already finished. */
 GH_API int gh_kill(gh_greenlet *g);
 
