@@ -49,7 +49,6 @@ static gh_greenlet *g_alloc(struct gh__hub *h)
     gh_greenlet *g;
     if (h && (g = h->g_free)) {
         h->g_free = g->qnext;
-        h->g_free_len--;
         return g;
     }
     pthread_mutex_lock(&rt->slab_mu);
@@ -66,7 +65,6 @@ static void g_recycle(struct gh__hub *h, gh_greenlet *g)
     if (h) {
         g->qnext = h->g_free;
         h->g_free = g;
-        h->g_free_len++;
         return;
     }
     struct gh__runtime *rt = gh__rt;

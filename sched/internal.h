@@ -186,7 +186,6 @@ struct gh__hub {
     struct gh__ctx sched_ctx;    /* the hub loop's own context */
     struct gh__stack_cache *stacks;
     gh_greenlet *g_free;         /* free control blocks */
-    size_t g_free_len;
     uint64_t id_next, id_end;    /* block of greenlet ids */
     unsigned *victims;           /* steal order: near hubs first */
     unsigned nvictims;
@@ -229,7 +228,6 @@ struct gh__runtime {
 
     _Alignas(GH_CACHELINE) _Atomic int stopping;
     _Atomic uint64_t id_counter;
-    gh_greenlet *main_g;
     void *main_result;
 
     /* Greenlet control-block slabs (type-stable until the runtime ends). */

@@ -238,7 +238,6 @@ int gh_run(const gh_config *cfg, gh_fn main_fn, void *arg, void **result)
     }
     m->is_main = true;
     atomic_store(&m->refs, 1);   /* nobody holds a handle to main */
-    rt->main_g = m;
     gh__enqueue(m);              /* a plain thread: onto the inject queue */
     err = hubs_start(rt);
     if (!err) {
