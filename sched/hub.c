@@ -195,23 +195,23 @@ static void wakep(void);
 static void local_push(struct gh__hub *h, gh_greenlet *g)
 {
     g->qnext = NULL;
-    if (h->pinned_tail)
-        h->pinned_tail->qnext = g;
+    if (h->local_tail)
+        h->local_tail->qnext = g;
     else
-        h->pinned_head = g;
-    h->pinned_tail = g;
-    h->pinned_len++;
+        h->local_head = g;
+    h->local_tail = g;
+    h->local_len++;
 }
 
 static gh_greenlet *local_pop(struct gh__hub *h)
 {
-    gh_greenlet *g = h->pinned_head;
+    gh_greenlet *g = h->local_head;
     if (g) {
-        h->pinned_head = g->qnext;
-        if (!h->pinned_head)
-            h->pinned_tail = NULL;
+        h->local_head = g->qnext;
+        if (!h->local_head)
+            h->local_tail = NULL;
         g->qnext = NULL;
-        h->pinned_len--;
+        h->local_len--;
     }
     return g;
 }
@@ -222,8 +222,8 @@ static gh_greenlet *local_pop(struct gh__hub *h)
  * order. */
 __attribute__((noinline, cold)) static void local_share(struct gh__hub *h)
 {
-    size_t n = (h->pinned_len + 1) / 2, moved = 0;
-    gh_greenlet *keep_h = NULL, *keep_t = NULL, *g = h->pinned_head;
+    size_t n = (h->local_len + 1) / 2, moved = 0;
+    gh_greenlet *keep_h = NULL, *keep_t = NULL, *g = h->local_head;
     size_t kept = 0;
     while (g) {
         gh_greenlet *nx = g->qnext;
@@ -240,21 +240,15 @@ __attribute__((noinline, cold)) static void local_share(struct gh__hub *h)
         }
         g = nx;
     }
-    h->pinned_head = keep_h;
-    h->pinned_tail = keep_t;
-    h->pinned_len = kept;
+    h->local_head = keep_h;
+    h->local_tail = keep_t;
+    h->local_len = kept;
     if (moved)
         wakep();
 }
 
 static gh_greenlet *deque_take(struct gh__hub *h)
 {
-    /* Empty?  Only we move bottom and top only grows, so a relaxed look is
-     * exact for "empty" and spares the pop's full fence (every other yield
-     * of a hub whose deque is empty paid it). */
-    if (atomic_load_explicit(&h->dq.bottom, memory_order_relaxed) <=
-        atomic_load_explicit(&h->dq.top, memory_order_relaxed))
-        return NULL;
     if (h->tick % LOOK_EVERY != 0)
         return gh__deque_pop(&h->dq);
     void *x;
@@ -548,7 +542,7 @@ void gh__wake_all_hubs(void)
 static bool work_visible(struct gh__hub *h)
 {
     struct gh__runtime *rt = gh__rt;
-    if (h->next || h->pinned_head ||
+    if (h->next || h->local_head ||
         atomic_load_explicit(&h->mailbox.len, memory_order_relaxed) ||
         atomic_load_explicit(&rt->inject.len, memory_order_relaxed))
         return true;

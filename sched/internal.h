@@ -171,8 +171,12 @@ struct gh__hub {
     /* ---- Owner: this hub's thread only. ---- */
     gh_greenlet *current;        /* running greenlet, NULL in the scheduler */
     gh_greenlet *next;           /* runnext slot: runs next, never stolen */
-    gh_greenlet *pinned_head, *pinned_tail;  /* pinned runnable greenlets */
-    size_t pinned_len;
+    /* Local list: a FIFO no other hub may touch or steal from.  Holds
+     * greenlets pinned here, yielders, and greenlets this hub's scheduler
+     * woke (timers); local_share() moves unpinned ones to the deque when
+     * another hub is idle (see "Run queues" in hub.c). */
+    gh_greenlet *local_head, *local_tail;
+    size_t local_len;
     gh_greenlet *prev;           /* switched out; handled by after_switch */
     int prev_action;             /* enum gh__action */
     uint32_t tick;
