@@ -367,7 +367,7 @@ static gh_greenlet *inject_take(struct gh__hub *h)
 
 /* Hub thread: g (RUNNABLE, taken from a queue by this hub) becomes h's
  * current greenlet.  A greenlet taken twice would abort here. */
-static void set_running(struct gh__hub *h, gh_greenlet *g)
+static inline void set_running(struct gh__hub *h, gh_greenlet *g)
 {
     int s = atomic_load_explicit(&g->state, memory_order_acquire);
     if (s != GH_G_RUNNABLE)
@@ -420,14 +420,74 @@ struct gh__hub *gh__switch_out(struct gh__hub *h, gh_greenlet *self, int action)
     return switch_to(h, self, pick_fast(h), action);
 }
 
+/* Any hub idle (sleeping or searching)?  Then work should be shared. */
+static inline bool hubs_idle(void)
+{
+    struct gh__runtime *rt = gh__rt;
+    return atomic_load_explicit(&rt->nr_sleeping, memory_order_relaxed) |
+           atomic_load_explicit(&rt->nr_searching, memory_order_relaxed);
+}
+
+/* The greenlet a yield may rotate to without the general machinery, or
+ * NULL.  Exactly the greenlet pick_fast() would choose, in the one common
+ * case where the choice is the head of the local list: not a look-around
+ * tick, nothing in the next slot or mailbox, and on a deque-first tick an
+ * empty deque.  No hub may be idle, or the yielder must be shared
+ * (share_if_idle), which the general path does. */
+static inline gh_greenlet *yield_fast_pick(struct gh__hub *h)
+{
+    gh_greenlet *g = h->local_head;
+    uint32_t t = h->tick + 1;
+    if (!g || h->next || t % LOOK_EVERY == 0 ||
+        atomic_load_explicit(&h->mailbox.len, memory_order_relaxed) ||
+        (!(t & 1) && gh__deque_size(&h->dq)) || hubs_idle())
+        return NULL;
+    h->tick = t;
+    return g;
+}
+
+/* gh_yield's fast path: self goes to the back of the local list and the
+ * head (next) runs, in one switch with nothing left for after_switch.
+ * Queuing self while it still runs on its stack is safe here, unlike
+ * anywhere else: the local list belongs to this thread, which does
+ * nothing but this switch until self's registers are saved, and a deque
+ * push by whoever runs next (local_share) publishes them to thieves. */
+static void yield_fast(struct gh__hub *h, gh_greenlet *self, gh_greenlet *next)
+{
+    h->local_head = next->qnext;
+    next->qnext = NULL;
+    self->qnext = NULL;
+    if (h->local_head)
+        h->local_tail->qnext = self;
+    else
+        h->local_head = self;
+    h->local_tail = self;
+    if (self->stack_kind & GH_STACK_CANARY)
+        gh__stack_check_canary(self);
+    self->saved_errno = *h->errno_loc;
+    atomic_store_explicit(&self->state, GH_G_RUNNABLE, memory_order_relaxed);
+    set_running(h, next);
+    h = gh__ctx_jump(&self->ctx, &next->ctx, h, 0);
+    gh__after_switch(h);
+    *h->errno_loc = self->saved_errno;
+}
+
 void gh_yield(void)
 {
-    struct gh__hub *h = gh__hub_self();
-    if (!h || !h->current) {
+    /* tls_hub read directly (not through gh__hub_self()): nothing below
+     * reads it again after a switch. */
+    struct gh__hub *h = tls_hub;
+    gh_greenlet *self;
+    if (!h || !(self = h->current)) {
         sched_yield();
         return;
     }
-    gh_greenlet *next = pick_fast(h);
+    gh_greenlet *next = yield_fast_pick(h);
+    if (next) {
+        yield_fast(h, self, next);
+        return;
+    }
+    next = pick_fast(h);
     if (!next && h->tick % LOOK_EVERY != 0)
         return;  /* nothing else is runnable here: keep running */
     switch_to(h, h->current, next, GH_ACT_YIELD);
@@ -464,9 +524,7 @@ __attribute__((noinline)) static void park_complete(struct gh__hub *h, gh_greenl
  * core-scaling workload got 1.58x from 2 hubs instead of ~2x. */
 static void share_if_idle(struct gh__hub *h)
 {
-    struct gh__runtime *rt = gh__rt;
-    if (atomic_load_explicit(&rt->nr_sleeping, memory_order_relaxed) ||
-        atomic_load_explicit(&rt->nr_searching, memory_order_relaxed))
+    if (hubs_idle())
         local_share(h);
 }
 
@@ -476,11 +534,9 @@ static void yield_requeue(struct gh__hub *h, gh_greenlet *p)
     share_if_idle(h);
 }
 
-void gh__after_switch(struct gh__hub *h)
+void gh__after_switch_slow(struct gh__hub *h)
 {
     gh_greenlet *p = h->prev;
-    if (!p)
-        return;
     h->prev = NULL;
     if (p->stack_kind & GH_STACK_CANARY)
         gh__stack_check_canary(p);

@@ -256,7 +256,14 @@ void gh__hub_set_self(struct gh__hub *h);
 
 /* hub.c */
 void gh__hub_main(struct gh__hub *h);
-void gh__after_switch(struct gh__hub *h);
+void gh__after_switch_slow(struct gh__hub *h);
+/* First thing after every switch lands: finishes what the previous
+ * greenlet asked for (h->prev, h->prev_action), if anything. */
+static inline void gh__after_switch(struct gh__hub *h)
+{
+    if (h->prev)
+        gh__after_switch_slow(h);
+}
 struct gh__hub *gh__switch_out(struct gh__hub *h, gh_greenlet *self,
                                int action);
 void gh__enqueue(gh_greenlet *g);

@@ -548,6 +548,77 @@ static void test_event_ping_pong_across_hubs(void **state)
     gh_test_run(2, event_main, NULL);
 }
 
+/* ---- yield is round-robin ----------------------------------------------
+ * ROTORS greenlets pinned to hub 0 each log their index and yield, ROUNDS
+ * times, once all have arrived (when main runs on hub 1 they reach hub 0
+ * one by one, through its mailbox).  Every window of ROTORS consecutive log
+ * entries must hold each index exactly once: between two turns of one
+ * greenlet every other runnable greenlet of the hub ran exactly once.  With
+ * one hub, yields take the fast path (yield_fast in hub.c) except on
+ * look-around ticks; with two, the idle second hub sends every yield down
+ * the general path.  Both must keep the same order. */
+
+#define ROTORS 5
+#define ROUNDS 1000
+static int rot_log[ROTORS * ROUNDS];
+static int rot_len, rot_arrived;   /* touched on hub 0 only */
+
+static void *rotor_fn(void *arg)
+{
+    rot_arrived++;
+    while (rot_arrived < ROTORS)
+        gh_yield();
+    for (int r = 0; r < ROUNDS; r++) {
+        rot_log[rot_len++] = (int)(intptr_t)arg;   /* all on hub 0 */
+        gh_yield();
+    }
+    return NULL;
+}
+
+static void *rotor_main(void *arg)
+{
+    (void)arg;
+    gh_spawn_opts o = { .hub = 0, .pinned = 1 };
+    gh_greenlet *g[ROTORS];
+    rot_len = rot_arrived = 0;
+    for (int i = 0; i < ROTORS; i++)
+        assert_non_null(g[i] = gh_spawn_with(&o, rotor_fn, (void *)(intptr_t)i));
+    for (int i = 0; i < ROTORS; i++)
+        assert_int_equal(gh_join(g[i], NULL), 0);
+    return NULL;
+}
+
+/* Checked on the test's thread, after gh_run: prints the log around the
+ * first bad window. */
+static void rotor_check(unsigned hubs)
+{
+    gh_test_run(hubs, rotor_main, NULL);
+    assert_int_equal(rot_len, ROTORS * ROUNDS);
+    for (int k = 0; k + ROTORS <= rot_len; k++) {
+        unsigned seen = 0;
+        for (int j = k; j < k + ROTORS; j++)
+            seen |= 1u << rot_log[j];
+        if (seen == (1u << ROTORS) - 1)
+            continue;
+        for (int j = k > 10 ? k - 10 : 0; j < rot_len && j < k + 15; j++)
+            fprintf(stderr, "%s%d", j == k ? " [" : " ", rot_log[j]);
+        fail_msg("\nlog entries %d..%d do not hold every greenlet once", k,
+                 k + ROTORS - 1);
+    }
+}
+
+static void test_yield_is_round_robin_one_hub(void **state)
+{
+    (void)state;
+    rotor_check(1);
+}
+
+static void test_yield_is_round_robin_beside_idle_hub(void **state)
+{
+    (void)state;
+    rotor_check(2);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_100k_greenlets_run_once_on_both_hubs),
     cmocka_unit_test(test_hub_threads_pinned_to_one_core_each),
@@ -562,5 +633,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_kill_wakes_sleeper_and_joiner),
     cmocka_unit_test(test_bad_input_gets_error_codes),
     cmocka_unit_test(test_event_ping_pong_across_hubs),
+    cmocka_unit_test(test_yield_is_round_robin_one_hub),
+    cmocka_unit_test(test_yield_is_round_robin_beside_idle_hub),
 };
 GH_TEST_MAIN(tests)
