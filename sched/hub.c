@@ -395,9 +395,12 @@ static gh_greenlet *pick_fast(struct gh__hub *h)
 }
 
 /* Greenlet context: leaves self's stack with `action` for after_switch, to
- * `next` or (if NULL) the scheduler.  Returns the hub self resumes on. */
-static struct gh__hub *switch_to(struct gh__hub *h, gh_greenlet *self,
-                                 gh_greenlet *next, int action)
+ * `next` or (if NULL) the scheduler.  Returns the hub self resumes on.
+ * Always inlined: one call level less on every park and exit path (each
+ * level is a return the CPU mispredicts after a switch; spawn+join went
+ * from 107.5 to 106 ns). */
+static inline __attribute__((always_inline)) struct gh__hub *
+switch_to(struct gh__hub *h, gh_greenlet *self, gh_greenlet *next, int action)
 {
     self->saved_errno = *h->errno_loc;
     h->prev = self;
