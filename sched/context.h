@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "arch.h"
+
 #if defined(__SANITIZE_ADDRESS__)
 #define GH_ASAN 1
 #elif defined(__has_feature)
@@ -36,10 +38,11 @@ struct gh__ctx {
 void *gh__ctx_switch(void **save_sp, void *to_sp, void *arg);
 void gh__ctx_trampoline(void);
 
-/* Writes the frame gh__ctx_switch expects (see switch_x86_64_sysv.S) at the
- * top of ctx's stack, so that the first switch to it enters the trampoline
- * with a 16-byte aligned stack.  The FPU control state is inherited from the
+/* Writes the frame gh__ctx_switch expects (see switch_<arch>.S) at the top
+ * of ctx's stack, so that the first switch to it enters the trampoline with
+ * a 16-byte aligned stack.  The FPU control state is inherited from the
  * creating thread, as a new thread inherits it. */
+#if defined(__x86_64__)
 static inline void gh__ctx_make(struct gh__ctx *ctx)
 {
     uintptr_t top = (uintptr_t)(ctx->stack_lo + ctx->stack_size) & ~(uintptr_t)15;
@@ -54,6 +57,21 @@ static inline void gh__ctx_make(struct gh__ctx *ctx)
     f[7] = (uint64_t)(uintptr_t)gh__ctx_trampoline;
     ctx->sp = f;
 }
+#elif defined(__aarch64__)
+static inline void gh__ctx_make(struct gh__ctx *ctx)
+{
+    uintptr_t top = (uintptr_t)(ctx->stack_lo + ctx->stack_size) & ~(uintptr_t)15;
+    uint64_t *f = (uint64_t *)(top - 0xb0);
+    uint64_t fpcr;
+    __asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
+    memset(f, 0, 0xb0);
+    f[11] = (uint64_t)(uintptr_t)gh__ctx_trampoline;   /* x30 */
+    f[20] = fpcr;
+    ctx->sp = f;
+}
+#else
+#error "greenhub has a context switch for x86-64 and AArch64 only"
+#endif
 
 #ifdef GH_ASAN
 void __sanitizer_start_switch_fiber(void **fake_stack_save, const void *bottom,

@@ -1,5 +1,6 @@
 /* sched/deque.c — growable Chase–Lev work-stealing deque (see deque.h). */
 #include "deque.h"
+#include "arch.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -90,6 +91,7 @@ void *gh__deque_pop(gh__deque *d)
      * needs (Lê et al. put a seq_cst fence here).  Either a thief sees the
      * smaller bottom, or we see its larger top. */
     atomic_store_explicit(&d->bottom, b, memory_order_seq_cst);
+    gh__store_load_fence();
     int64_t t = atomic_load_explicit(&d->top, memory_order_seq_cst);
     void *x = NULL;
     if (t <= b) {

@@ -278,6 +278,7 @@ int gh_kill(gh_greenlet *g)
     /* seq_cst store, then read the wait word: pairs with gh__wait_open()
      * (store wait, then gh__park reads killed).  One of us sees the other. */
     atomic_store_explicit(&g->killed, 1, memory_order_seq_cst);
+    gh__store_load_fence();
     uint64_t w = atomic_load_explicit(&g->wait, memory_order_seq_cst);
     if ((w & 0xff) == GH_WAKE_NONE)
         gh__wake(g, w >> 8, GH_WAKE_CANCEL);

@@ -748,7 +748,7 @@ static bool spin_for_work(struct gh__hub *h)
     uint64_t until = gh__now_ns() + SPIN_NS;
     do {
         for (int i = 0; i < 64; i++)
-            __builtin_ia32_pause();
+            gh__cpu_relax();
         if (work_visible(h) || atomic_load_explicit(&gh__rt->stopping, memory_order_relaxed))
             return true;
     } while (gh__now_ns() < until);

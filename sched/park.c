@@ -46,7 +46,7 @@ void gh__spin_lock(atomic_flag *l)
             sched_yield();   /* the holder may have been preempted */
             spins = 0;
         } else {
-            __builtin_ia32_pause();
+            gh__cpu_relax();
         }
     }
 }
@@ -61,6 +61,7 @@ uint64_t gh__wait_open(gh_greenlet *g)
     uint64_t gen = (atomic_load_explicit(&g->wait, memory_order_relaxed) >> 8) + 1;
     /* seq_cst: pairs with gh_kill(), which stores killed then reads wait. */
     atomic_store_explicit(&g->wait, gen << 8, memory_order_seq_cst);
+    gh__store_load_fence();   /* before gh__park reads killed */
     return gen;
 }
 

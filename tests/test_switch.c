@@ -25,48 +25,73 @@ static void *main_sp, *b_sp;
 static unsigned b_rounds;
 static int b_fpu_ok = 1;
 
-static uint32_t get_mxcsr(void)
+/* The FPU control state that travels with a context, as one word:
+ * x86-64: MXCSR | x87 control word << 32; AArch64: FPCR.  FPU_B is what
+ * context B sets (round up), FPU_A what the main context sets (round
+ * toward zero); both mask every exception. */
+#if defined(__x86_64__)
+static uint64_t fpu_get(void)
 {
-    uint32_t v;
-    __asm__ volatile("stmxcsr %0" : "=m"(v));
+    uint32_t mx;
+    uint16_t cw;
+    __asm__ volatile("stmxcsr %0" : "=m"(mx));
+    __asm__ volatile("fnstcw %0" : "=m"(cw));
+    return mx | (uint64_t)cw << 32;
+}
+static void fpu_set(uint64_t v)
+{
+    uint32_t mx = (uint32_t)v;
+    uint16_t cw = (uint16_t)(v >> 32);
+    __asm__ volatile("ldmxcsr %0" : : "m"(mx));
+    __asm__ volatile("fldcw %0" : : "m"(cw));
+}
+#define FPU_B (0x5f80u | (uint64_t)0x087fu << 32)   /* round up */
+#define FPU_A (0x7f80u | (uint64_t)0x0c7fu << 32)   /* toward zero */
+#elif defined(__aarch64__)
+static uint64_t fpu_get(void)
+{
+    uint64_t v;
+    __asm__ volatile("mrs %0, fpcr" : "=r"(v));
     return v;
 }
-static void set_mxcsr(uint32_t v) { __asm__ volatile("ldmxcsr %0" : : "m"(v)); }
-static uint16_t get_fpucw(void)
-{
-    uint16_t v;
-    __asm__ volatile("fnstcw %0" : "=m"(v));
-    return v;
-}
-static void set_fpucw(uint16_t v) { __asm__ volatile("fldcw %0" : : "m"(v)); }
-
-#define B_MXCSR 0x5f80u   /* round up, exceptions masked */
-#define B_FPUCW 0x087fu   /* round up, 64-bit precision */
+static void fpu_set(uint64_t v) { __asm__ volatile("msr fpcr, %0" : : "r"(v)); }
+#define FPU_B ((uint64_t)1 << 22)   /* RMode = RP, round up */
+#define FPU_A ((uint64_t)3 << 22)   /* RMode = RZ, toward zero */
+#endif
 
 /* Context B: clobbers every callee-saved register, sets its own FPU
  * control state and checks it is still there each time it comes back. */
 static void b_entry(void)
 {
-    set_mxcsr(B_MXCSR);
-    set_fpucw(B_FPUCW);
+    fpu_set(FPU_B);
     for (;;) {
         b_rounds++;
         gh_test_switch_clobber(&b_sp, main_sp, NULL);
-        if (get_mxcsr() != B_MXCSR || get_fpucw() != B_FPUCW)
+        if (fpu_get() != FPU_B)
             b_fpu_ok = 0;
     }
 }
 
+/* A context whose first switch-in calls entry (see the frame layouts in
+ * sched/switch_*.S), with the caller's FPU control state. */
 static void *make_ctx(char *stack, size_t size, void (*entry)(void))
 {
     uintptr_t top = ((uintptr_t)(stack + size)) & ~(uintptr_t)15;
+    uint64_t fpu = fpu_get();
+#if defined(__x86_64__)
     uint64_t *f = (uint64_t *)(top - 8 - 0x40);   /* rsp = top-8 at entry */
     memset(f, 0, 0x48);
-    uint32_t mx = get_mxcsr();
-    uint16_t cw = get_fpucw();
+    uint32_t mx = (uint32_t)fpu;
+    uint16_t cw = (uint16_t)(fpu >> 32);
     memcpy(f, &mx, 4);
     memcpy((char *)f + 4, &cw, 2);
     f[7] = (uint64_t)(uintptr_t)entry;
+#else
+    uint64_t *f = (uint64_t *)(top - 0xb0);       /* sp = top at entry */
+    memset(f, 0, 0xb0);
+    f[11] = (uint64_t)(uintptr_t)entry;           /* x30 */
+    f[20] = fpu;                                  /* FPCR */
+#endif
     return f;
 }
 
@@ -77,18 +102,14 @@ static void test_switch_preserves_registers(void **state)
     char *stack = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     assert_true(stack != MAP_FAILED);
     b_sp = make_ctx(stack, sz, b_entry);
-    uint32_t mx0 = get_mxcsr();
-    uint16_t cw0 = get_fpucw();
-    set_mxcsr(0x7f80u);          /* round toward zero */
-    set_fpucw(0x0c7fu);          /* round toward zero */
+    uint64_t fpu0 = fpu_get();
+    fpu_set(FPU_A);
     for (int i = 0; i < 1000; i++) {
         int changed = gh_test_switch_keep(&main_sp, b_sp, NULL);
         assert_int_equal(changed, 0);
-        assert_int_equal(get_mxcsr(), 0x7f80u);
-        assert_int_equal(get_fpucw(), 0x0c7fu);
+        assert_true(fpu_get() == FPU_A);
     }
-    set_mxcsr(mx0);
-    set_fpucw(cw0);
+    fpu_set(fpu0);
     assert_int_equal(b_rounds, 1000);
     assert_int_equal(b_fpu_ok, 1);
     munmap(stack, sz);

@@ -1,12 +1,22 @@
 #!/usr/bin/env bash
-# tools/deps.sh [--bench] — installs the Debian packages greenhub needs that
-# are missing (as root, or through sudo).  --bench adds the peers' toolchains
-# (Go, Boost.Context, g++) and gnuplot.
+# tools/deps.sh [--bench|--aarch64] — installs the Debian packages greenhub
+# needs that are missing (as root, or through sudo).  --bench adds the
+# peers' toolchains (Go, Boost.Context, g++).  --aarch64 adds the AArch64
+# cross compiler, qemu-user and the arm64 libraries (Debian multiarch)
+# for tools/test.sh aarch64; not jemalloc's, whose -dev package cannot be
+# installed for two architectures at once (that build uses glibc malloc).
 set -euo pipefail
 pkgs=(gcc make cmake pkg-config libuv1-dev libhwloc-dev libjemalloc-dev libcmocka-dev valgrind)
-if [[ "${1:-}" == "--bench" ]]; then
-    pkgs+=(g++ golang-go libboost-context-dev)
-fi
+case "${1:-}" in
+--bench) pkgs+=(g++ golang-go libboost-context-dev) ;;
+--aarch64)
+    pkgs+=(gcc-aarch64-linux-gnu qemu-user libc6:arm64 libuv1-dev:arm64
+           libhwloc-dev:arm64 libcmocka-dev:arm64)
+    if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+        [[ $(id -u) -ne 0 ]] && s=sudo || s=""
+        $s dpkg --add-architecture arm64
+    fi ;;
+esac
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
