@@ -50,6 +50,10 @@
  *   yield, complete a park, release a dead greenlet).  That is what makes
  *   parking safe: the lock of the primitive a greenlet parks on is released
  *   only after its registers are saved and it is off its stack.
+ *   One exception, the commonest switch of all: a yield whose next
+ *   greenlet is the head of the local list queues itself first and leaves
+ *   nothing for after_switch (yield_fast; safe because the local list is
+ *   this thread's alone).
  *
  * Hub sleep (no lost wakeups, no thundering herd; Go's spinning-M rule)
  *   A hub with no work may *search* (steal); rt->nr_searching counts
@@ -403,8 +407,10 @@ static inline __attribute__((always_inline)) struct gh__hub *
 switch_to(struct gh__hub *h, gh_greenlet *self, gh_greenlet *next, int action)
 {
     self->saved_errno = *h->errno_loc;
-    h->prev = self;
-    h->prev_action = action;
+    if (action != GH_ACT_NONE) {   /* constant at every (inlined) call */
+        h->prev = self;
+        h->prev_action = action;
+    }
     struct gh__ctx *to = &h->sched_ctx;
     if (next) {
         set_running(h, next);
@@ -455,7 +461,7 @@ static inline gh_greenlet *yield_fast_pick(struct gh__hub *h)
  * anywhere else: the local list belongs to this thread, which does
  * nothing but this switch until self's registers are saved, and a deque
  * push by whoever runs next (local_share) publishes them to thieves. */
-static void yield_fast(struct gh__hub *h, gh_greenlet *self, gh_greenlet *next)
+static inline void yield_fast(struct gh__hub *h, gh_greenlet *self, gh_greenlet *next)
 {
     h->local_head = next->qnext;
     next->qnext = NULL;
@@ -465,14 +471,8 @@ static void yield_fast(struct gh__hub *h, gh_greenlet *self, gh_greenlet *next)
     else
         h->local_head = self;
     h->local_tail = self;
-    if (self->stack_kind & GH_STACK_CANARY)
-        gh__stack_check_canary(self);
-    self->saved_errno = *h->errno_loc;
     atomic_store_explicit(&self->state, GH_G_RUNNABLE, memory_order_relaxed);
-    set_running(h, next);
-    h = gh__ctx_jump(&self->ctx, &next->ctx, h, 0);
-    gh__after_switch(h);
-    *h->errno_loc = self->saved_errno;
+    switch_to(h, self, next, GH_ACT_NONE);
 }
 
 void gh_yield(void)
@@ -485,15 +485,18 @@ void gh_yield(void)
         sched_yield();
         return;
     }
-    gh_greenlet *next = yield_fast_pick(h);
-    if (next) {
+    /* A canary-guarded greenlet takes the general path: its red zone must
+     * be checked after the switch, from a stack that is not the suspect
+     * one (see after_switch). */
+    gh_greenlet *next = NULL;
+    if (!(self->stack_kind & GH_STACK_CANARY) && (next = yield_fast_pick(h))) {
         yield_fast(h, self, next);
         return;
     }
     next = pick_fast(h);
     if (!next && h->tick % LOOK_EVERY != 0)
         return;  /* nothing else is runnable here: keep running */
-    switch_to(h, h->current, next, GH_ACT_YIELD);
+    switch_to(h, self, next, GH_ACT_YIELD);
 }
 
 /* Completes a park on the hub thread, after the greenlet left its stack.

@@ -209,7 +209,7 @@ struct gh__hub {
 };
 
 enum gh__action {
-    GH_ACT_NONE = 0,
+    GH_ACT_NONE = 0, /* nothing left to do (yield_fast queued prev itself) */
     GH_ACT_YIELD,    /* prev goes back to a run queue */
     GH_ACT_PARK,     /* prev parks: unlock_fn, then RUNNING -> PARKED */
     GH_ACT_EXIT,     /* prev is dead: release its stack */
