@@ -183,6 +183,9 @@ struct gh__hub {
     int *errno_loc;              /* this hub thread's &errno (no call per switch) */
     uint64_t rng;
     bool searching;              /* counted in rt->nr_searching */
+    bool in_sleep;               /* inside hub_sleep's uv_run: counted once,
+                                  * in nr_sleeping or (woken by wakep) in
+                                  * nr_searching */
     uv_loop_t loop;
     uv_timer_t timer;            /* armed for the earliest timer_heap entry */
     struct gh__timer_ent *timer_heap;

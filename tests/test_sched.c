@@ -212,6 +212,44 @@ static void test_sleeps_wake_in_deadline_order_not_early(void **state)
         assert_int_equal(wake_order[k], k);
 }
 
+/* Sleeps of one length, started one after another: their deadlines are
+ * ordered by start, close enough that one timer wakeup of the sleeping hub
+ * fires them together.  They must still run in deadline order (a hub that
+ * counted itself as idle once shared such a batch onto its deque, which
+ * handed it back reversed). */
+#define SAME_SLEEPERS 40
+static _Atomic int same_started, same_woke;
+static int same_start_order[SAME_SLEEPERS], same_wake_order[SAME_SLEEPERS];
+
+static void *same_sleeper_fn(void *arg)
+{
+    int i = (int)(intptr_t)arg;
+    same_start_order[atomic_fetch_add(&same_started, 1)] = i;
+    assert_int_equal(gh_sleep_ms(20), 0);
+    same_wake_order[atomic_fetch_add(&same_woke, 1)] = i;
+    return NULL;
+}
+
+static void *same_sleep_main(void *arg)
+{
+    (void)arg;
+    gh_greenlet *g[SAME_SLEEPERS];
+    for (int i = 0; i < SAME_SLEEPERS; i++)
+        g[i] = gh_spawn(same_sleeper_fn, (void *)(intptr_t)i);
+    for (int i = 0; i < SAME_SLEEPERS; i++)
+        assert_int_equal(gh_join(g[i], NULL), 0);
+    return NULL;
+}
+
+static void test_equal_sleeps_wake_in_start_order(void **state)
+{
+    (void)state;
+    gh_test_run(1, same_sleep_main, NULL);
+    assert_int_equal(same_woke, SAME_SLEEPERS);
+    for (int k = 0; k < SAME_SLEEPERS; k++)
+        assert_int_equal(same_wake_order[k], same_start_order[k]);
+}
+
 static void *not_early_main(void *arg)
 {
     (void)arg;
@@ -625,6 +663,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_pinned_greenlets_never_migrate),
     cmocka_unit_test(test_sleeps_wake_in_deadline_order_not_early),
     cmocka_unit_test(test_sleeps_not_early_on_two_hubs),
+    cmocka_unit_test(test_equal_sleeps_wake_in_start_order),
     cmocka_unit_test(test_join_timeout_times_out_then_joins),
     cmocka_unit_test(test_spawn_and_join_from_plain_thread),
     cmocka_unit_test(test_idle_runtime_does_not_spin),
