@@ -54,7 +54,7 @@ static inline void gh__ctx_make(struct gh__ctx *ctx)
     memset(f, 0, 0x40);
     memcpy((char *)f, &mxcsr, 4);
     memcpy((char *)f + 4, &fpucw, 2);
-    f[7] = (uint64_t)(uintptr_t)gh__ctx_trampoline;
+    f[7] = 0;   /* no return address: gh__ctx_switch enters the trampoline */
     ctx->sp = f;
 }
 #elif defined(__aarch64__)
