@@ -9,5 +9,6 @@
 #include <greenhub/runtime.h>
 #include <greenhub/event.h>
 #include <greenhub/stats.h>
+#include <greenhub/io.h>
 
 #endif

@@ -125,6 +125,7 @@ gh_greenlet *gh__greenlet_new(struct gh__hub *h, const gh_spawn_opts *o,
     g->pinned_hub = o && o->pinned ? o->hub : -1;
     g->is_main = false;
     g->last_hub = NULL;
+    g->dl = (struct gh__dlscope){ 0 };
     if (o && o->name) {
         size_t n = 0;
         while (n < GH_NAME_MAX - 1 && o->name[n]) {
@@ -214,6 +215,7 @@ void gh__greenlet_exited(struct gh__hub *h, gh_greenlet *g)
         gh__die(__func__, "greenlet #%llu exited in state %d", (unsigned long long)g->id, s);
     gh__stack_free(h, &g->ctx, g->stack_kind);
     gh__tsan_fiber_free(&g->ctx);
+    gh__dlscope_free(&g->dl);   /* scopes it left open */
     atomic_fetch_sub_explicit(&g->last_hub->sh.greenlets, 1, memory_order_relaxed);
     gh__greenlet_release_ref(h, g);
 }

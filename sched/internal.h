@@ -51,10 +51,27 @@ enum gh__wake_reason {
     GH_WAKE_TIMEOUT = 2, /* its timer fired */
     GH_WAKE_CANCEL = 3,  /* gh_kill */
     GH_WAKE_NOMEM = 4,   /* its timer could not be armed (no memory) */
+    GH_WAKE_CLOSED = 5,  /* the fd it waited on was closed (gh_close) */
+    GH_WAKE_DEADLINE = 6,/* its deadline scope expired (gh_timeout_begin) */
 };
 
 struct gh__hub;
 struct gh__waiter;
+
+/* Deadline scopes of a greenlet or a plain thread: deadline_ns is the
+ * earliest deadline of the open scopes (0: none); saved[i] the deadline in
+ * force before scope i opened (heap, freed when the last scope ends). */
+struct gh__dlscope {
+    uint64_t deadline_ns;
+    uint64_t *saved;
+    uint32_t depth, cap;
+};
+/* The caller's scopes: its greenlet's, or its thread's. */
+struct gh__dlscope *gh__dlscope_self(void);
+void gh__dlscope_free(struct gh__dlscope *d);
+/* Absolute deadline (CLOCK_MONOTONIC ns, 0 none) for a wait of timeout_ms
+ * by the caller, cut short by its deadline scope (*by_scope then true). */
+uint64_t gh__scope_deadline(int64_t timeout_ms, bool *by_scope);
 
 struct gh_greenlet {
     /* Saved context.  Owner: the hub running it, or nobody while queued
@@ -99,6 +116,9 @@ struct gh_greenlet {
     /* Hub it last ran on, for the per-hub "greenlets" gauge.  Written only
      * by the hub that switches it in. */
     struct gh__hub *last_hub;
+
+    /* Deadline scopes (gh_timeout_begin).  Owner: the greenlet itself. */
+    struct gh__dlscope dl;
 
 };
 
@@ -201,6 +221,7 @@ struct gh__hub {
     pthread_t thread;
     unsigned index;
     struct gh__stats_cells st;
+    struct gh__io_hub *io;       /* io/poll.c: this hub's fd watches */
 
     /* ---- Shared with other threads. ---- */
     _Alignas(GH_CACHELINE) gh__deque dq;   /* owner pushes/takes; all steal */
@@ -208,6 +229,11 @@ struct gh__hub {
     uv_async_t async;            /* the only way to wake this hub */
     bool sleeping;               /* in rt->idle stack; rt->idle_mu */
     int core;                    /* immutable after start; -1 unpinned */
+    /* gh_close requests from other threads (io/poll.c), under io_req_mu;
+     * io_closed: the hub has stopped taking them. */
+    pthread_mutex_t io_req_mu;
+    struct gh__io_req *io_reqs;
+    bool io_closed;
     _Alignas(GH_CACHELINE) struct gh__stats_shared sh;
 };
 
@@ -307,6 +333,12 @@ void gh__overflow_handler_remove(void);
 int gh__topology_plan(struct gh__runtime *rt, bool pin);
 int gh__topology_pin_self(int cpu);
 int gh__topology_ncores(void);
+
+/* io/poll.c: each hub's fd watches, driven from its loop. */
+int gh__io_hub_init(struct gh__hub *h);
+void gh__io_hub_fini(struct gh__hub *h);     /* before the loop closes */
+void gh__io_hub_requests(struct gh__hub *h); /* from the hub's uv_async */
+void gh__io_runtime_start(void);
 
 /* Stats: single-writer counters; a relaxed load+store, never a lock. */
 static inline void gh__stat_inc(_Atomic uint64_t *c)

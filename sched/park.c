@@ -35,6 +35,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <sched.h>
 #include <time.h>
 
@@ -96,27 +97,98 @@ void gh__unpark(gh_greenlet *g)
     }
 }
 
+/* ---- deadline scopes ------------------------------------------------------ */
+
+static __thread struct gh__dlscope thread_dl;   /* a plain thread's scopes */
+
+struct gh__dlscope *gh__dlscope_self(void)
+{
+    gh_greenlet *g = gh_self();
+    return g ? &g->dl : &thread_dl;
+}
+
+void gh__dlscope_free(struct gh__dlscope *d)
+{
+    free(d->saved);
+    *d = (struct gh__dlscope){ 0 };
+}
+
+int gh_timeout_begin(int64_t ms)
+{
+    struct gh__dlscope *d = gh__dlscope_self();
+    if (ms < 0 || d->depth >= INT32_MAX) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (d->depth == d->cap) {
+        uint32_t cap = d->cap ? d->cap * 2 : 4;
+        uint64_t *a = realloc(d->saved, cap * sizeof *a);
+        if (!a) {
+            errno = ENOMEM;
+            return -1;
+        }
+        d->saved = a;
+        d->cap = cap;
+    }
+    uint64_t at = gh__now_ns() + (uint64_t)ms * 1000000u;
+    d->saved[d->depth] = d->deadline_ns;
+    if (d->deadline_ns == 0 || at < d->deadline_ns)
+        d->deadline_ns = at;   /* nested scopes: the earliest deadline wins */
+    return (int)d->depth++;
+}
+
+void gh_timeout_end(int token)
+{
+    struct gh__dlscope *d = gh__dlscope_self();
+    if (token < 0 || (uint32_t)token >= d->depth)
+        return;   /* not open (already ended with an outer scope) */
+    d->deadline_ns = d->saved[token];
+    d->depth = (uint32_t)token;
+    if (d->depth == 0)
+        gh__dlscope_free(d);
+}
+
+/* The deadline (absolute ns, 0 none) a wait of timeout_ms must respect,
+ * and whether the scope (not timeout_ms) sets it. */
+static uint64_t wait_deadline(const struct gh__dlscope *d, int64_t timeout_ms,
+                              bool *by_scope)
+{
+    uint64_t at = 0;
+    if (timeout_ms > 0)
+        at = gh__now_ns() + (uint64_t)timeout_ms * 1000000u;
+    *by_scope = d->deadline_ns && (timeout_ms < 0 || d->deadline_ns < at);
+    return *by_scope ? d->deadline_ns : at;
+}
+
+uint64_t gh__scope_deadline(int64_t timeout_ms, bool *by_scope)
+{
+    return wait_deadline(gh__dlscope_self(), timeout_ms, by_scope);
+}
+
 /* Greenlet context: parks self in wait `gen` (already opened) until a
  * waker wins the claim; unlock_fn(arg) runs once self is off its stack.
- * timeout_ms: -1 none, 0 claim a timeout at once, > 0 arm a timer.
+ * timeout_ms: -1 none, 0 claim a timeout at once, > 0 arm a timer; the
+ * greenlet's deadline scope may cut it shorter (reason DEADLINE).
  * Returns the winning reason. */
 int gh__park(gh_greenlet *self, uint64_t gen, int64_t timeout_ms,
              void (*unlock_fn)(void *), void *arg)
 {
     struct gh__hub *h = gh__hub_self();
+    bool by_scope = false;
+    uint64_t at = timeout_ms ? wait_deadline(&self->dl, timeout_ms, &by_scope) : 0;
     if (atomic_load(&self->killed))
         gh__wake(self, gen, GH_WAKE_CANCEL);
     else if (timeout_ms == 0)
         gh__wake(self, gen, GH_WAKE_TIMEOUT);
-    else if (timeout_ms > 0) {
-        uint64_t ns = (uint64_t)timeout_ms * 1000000u;
-        if (gh__timer_add(h, gh__now_ns() + ns, self, gen) != 0)
-            gh__wake(self, gen, GH_WAKE_NOMEM);
-    }
+    else if (by_scope && at <= gh__now_ns())
+        gh__wake(self, gen, GH_WAKE_DEADLINE);
+    else if (at && gh__timer_add(h, at, self, gen) != 0)
+        gh__wake(self, gen, GH_WAKE_NOMEM);
     self->unlock_fn = unlock_fn;
     self->unlock_arg = arg;
     gh__switch_out(h, self, GH_ACT_PARK);
-    return (int)(atomic_load_explicit(&self->wait, memory_order_acquire) & 0xff);
+    int r = (int)(atomic_load_explicit(&self->wait, memory_order_acquire) & 0xff);
+    return r == GH_WAKE_TIMEOUT && by_scope ? GH_WAKE_DEADLINE : r;
 }
 
 int gh__reason_errno(int reason)
@@ -126,6 +198,8 @@ int gh__reason_errno(int reason)
     case GH_WAKE_TIMEOUT: return ETIMEDOUT;
     case GH_WAKE_CANCEL: return ECANCELED;
     case GH_WAKE_NOMEM: return ENOMEM;
+    case GH_WAKE_CLOSED: return EBADF;
+    case GH_WAKE_DEADLINE: return ETIMEDOUT;
     default: gh__die(__func__, "bad wake reason %d", reason);
     }
 }
@@ -186,35 +260,25 @@ bool gh__waiter_wake(struct gh__waiter *w, int reason)
     return won;
 }
 
-static void deadline_after(struct timespec *ts, int64_t ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (ms % 1000) * 1000000;
-    if (ts->tv_nsec >= 1000000000) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000;
-    }
-}
-
-/* Waits until a waker (or the timeout) claims w; unlock_fn(arg) releases
- * the primitive's lock.  Returns the reason. */
+/* Waits until a waker (or the timeout, or the thread's deadline scope)
+ * claims w; unlock_fn(arg) releases the primitive's lock.  Returns the
+ * reason. */
 int gh__waiter_wait(struct gh__waiter *w, int64_t timeout_ms,
                     void (*unlock_fn)(void *), void *arg)
 {
     if (w->g)
         return gh__park(w->g, w->gen, timeout_ms, unlock_fn, arg);
     struct gh__tparker *tp = w->tp;
-    struct timespec dl;
-    if (timeout_ms > 0)
-        deadline_after(&dl, timeout_ms);
+    bool by_scope = false;
+    uint64_t at = timeout_ms ? wait_deadline(&thread_dl, timeout_ms, &by_scope) : 0;
+    struct timespec dl = { (time_t)(at / 1000000000u), (long)(at % 1000000000u) };
     pthread_mutex_lock(&tp->mu);
     unlock_fn(arg);
     while (tp->reason == GH_WAKE_NONE) {
         if (timeout_ms == 0 ||
-            (timeout_ms > 0 && pthread_cond_timedwait(&tp->cv, &tp->mu, &dl) == ETIMEDOUT))
-            tp->reason = GH_WAKE_TIMEOUT;
-        else if (timeout_ms < 0)
+            (at && pthread_cond_timedwait(&tp->cv, &tp->mu, &dl) == ETIMEDOUT))
+            tp->reason = by_scope ? GH_WAKE_DEADLINE : GH_WAKE_TIMEOUT;
+        else if (!at)
             pthread_cond_wait(&tp->cv, &tp->mu);
     }
     int r = tp->reason;

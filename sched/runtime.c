@@ -50,6 +50,7 @@ static void on_async(uv_async_t *a)
 {
     struct gh__hub *h = a->data;
     gh__stat_inc(&h->st.wakeups);
+    gh__io_hub_requests(h);
 }
 
 static void close_cb(uv_handle_t *hd)
@@ -88,11 +89,14 @@ static int hub_init(struct gh__hub *h)
     h->async.data = h;
     if (!err)
         err = gh__timer_init(h);
+    if (!err)
+        err = gh__io_hub_init(h);
     return err;
 }
 
 static void hub_fini(struct gh__hub *h)
 {
+    gh__io_hub_fini(h);
     uv_close((uv_handle_t *)&h->async, close_cb);
     uv_close((uv_handle_t *)&h->timer, close_cb);
     uv_run(&h->loop, UV_RUN_DEFAULT);   /* runs the close callbacks */
@@ -153,6 +157,7 @@ static int runtime_alloc(struct gh__runtime **out, const gh_config *cfg)
         struct gh__hub *h = &rt->hubs[i];
         h->index = i;
         gh__fifo_init(&h->mailbox);
+        pthread_mutex_init(&h->io_req_mu, NULL);
         if (gh__deque_init(&h->dq, DEQUE_INITIAL) != 0)
             err = ENOMEM;
     }
@@ -169,6 +174,7 @@ static void runtime_free(struct gh__runtime *rt)
     for (unsigned i = 0; i < rt->nhubs; i++) {
         gh__deque_destroy(&rt->hubs[i].dq);
         gh__fifo_destroy(&rt->hubs[i].mailbox);
+        pthread_mutex_destroy(&rt->hubs[i].io_req_mu);
         free(rt->hubs[i].victims);
     }
     gh__fifo_destroy(&rt->inject);
@@ -224,6 +230,7 @@ int gh_run(const gh_config *cfg, gh_fn main_fn, void *arg, void **result)
         atomic_store(&running, 0);
         return err;
     }
+    gh__io_runtime_start();   /* no fd watch of an earlier run counts */
     gh__rt = rt;
     gh__overflow_handler_install();
     gh_spawn_opts mo = { .name = "main" };

@@ -158,11 +158,13 @@ int gh_sleep_ms(int64_t ms)
         return EINVAL;
     struct gh__hub *h = gh__hub_self();
     gh_greenlet *self = h ? h->current : NULL;
-    if (!self) {
-        struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000 };
-        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+    if (!self) {   /* a plain thread sleeps, within its deadline scope */
+        bool by_scope = false;
+        uint64_t at = ms ? gh__scope_deadline(ms, &by_scope) : gh__now_ns();
+        struct timespec ts = { (time_t)(at / 1000000000u), (long)(at % 1000000000u) };
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
             ;
-        return 0;
+        return by_scope ? ETIMEDOUT : 0;
     }
     if (atomic_load(&self->killed))
         return ECANCELED;

@@ -144,8 +144,28 @@ GH_API int gh_kill(gh_greenlet *g);
 GH_API void gh_yield(void);
 
 /* Sleeps at least ms milliseconds (never wakes early).  Returns 0, EINVAL
- * for ms < 0, ECANCELED if the greenlet was killed. */
+ * for ms < 0, ECANCELED if the greenlet was killed, ETIMEDOUT if its
+ * deadline scope expired first. */
 GH_API int gh_sleep_ms(int64_t ms);
+
+/* Deadline scopes (gevent's Timeout): between gh_timeout_begin(ms) and the
+ * matching gh_timeout_end, every blocking call of the calling greenlet (or
+ * plain thread) -- joins, sleeps, event waits, every green I/O call --
+ * returns ETIMEDOUT once ms milliseconds have passed since the begin, even
+ * if its own timeout is longer or -1.  Scopes nest; the earliest deadline
+ * of the open ones applies.  A call that can complete without waiting
+ * still completes.
+ *
+ *     int t = gh_timeout_begin(500);
+ *     ssize_t n = gh_read(fd, buf, sizeof buf);  // -1/ETIMEDOUT after 500 ms
+ *     gh_timeout_end(t);
+ *
+ * gh_timeout_begin returns a token (>= 0) for gh_timeout_end, or -1 with
+ * errno EINVAL (ms < 0) or ENOMEM.  gh_timeout_end(token) closes that scope
+ * and every scope opened inside it; a token already closed is ignored.
+ * Scopes a greenlet leaves open end with it. */
+GH_API int gh_timeout_begin(int64_t ms);
+GH_API void gh_timeout_end(int token);
 
 /* The calling greenlet; NULL outside a greenlet. */
 GH_API gh_greenlet *gh_self(void);

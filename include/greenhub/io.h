@@ -1,0 +1,113 @@
+/* greenhub/io.h — green I/O: blocking-style calls that park only the
+ * calling greenlet while the hub runs others.
+ *
+ * Each mirror below (gh_read, gh_accept, ...) makes the system call it is
+ * named after first, and only when that would block (EAGAIN) parks the
+ * greenlet until the descriptor is ready, then tries again.  It returns
+ * what the system call returns and sets errno as it does, plus:
+ *   ETIMEDOUT  the greenlet's deadline scope (gh_timeout_begin) expired;
+ *   ECANCELED  the greenlet was killed (gh_kill);
+ *   EBADF      the descriptor was closed with gh_close while it waited.
+ * On a plain thread (outside any greenlet) the same calls block the thread
+ * (in poll(2)), honouring the thread's deadline scope.
+ *
+ * Descriptors.  The first green call on a descriptor switches it to
+ * O_NONBLOCK underneath (once; the mirrors still wait, whatever the mode:
+ * they are the blocking-style API, like Go's net.Conn).  Pass MSG_DONTWAIT
+ * to gh_recv/gh_send/gh_recvfrom/gh_sendto for a call that never waits.
+ * Descriptors the mirrors create (gh_accept, gh_accept4, gh_tcp_listen,
+ * gh_tcp_dial) are non-blocking and close-on-exec.  SIGPIPE never kills
+ * the process: gh_send and gh_sendto pass MSG_NOSIGNAL, and the first green
+ * call ignores SIGPIPE process-wide if its disposition is still the
+ * default (writes to a closed peer then fail with EPIPE, as in Go).
+ *
+ * Close a descriptor that greenlets have waited on with gh_close, never
+ * with close(2) directly: gh_close wakes every greenlet waiting on it (on
+ * any hub) with EBADF and retires the readiness watch each hub keeps for
+ * it before the number can be reused.  (A descriptor closed behind the
+ * library's back leaves a stale watch; a new descriptor that reuses the
+ * number may then never report readiness.  Descriptors never waited on are
+ * safe either way.) */
+#ifndef GREENHUB_IO_H
+#define GREENHUB_IO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#ifndef GH_API
+#define GH_API __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Events for gh_wait_fd (or'ed). */
+#define GH_READ  1   /* readable, or a connection to accept, or hung up */
+#define GH_WRITE 2   /* writable, or a connect finished */
+
+/* Parks until fd is ready for one of `events`, for at most timeout_ms (-1
+ * forever, 0 polls).  Returns 0 when ready (or when the descriptor reports
+ * an error or hang-up: the next call on it tells which); ETIMEDOUT;
+ * ECANCELED; EBADF if fd is not open or was closed with gh_close meanwhile;
+ * EINVAL for fd < 0, events not within GH_READ|GH_WRITE or empty, or
+ * timeout_ms < -1.  A regular file is always ready.  Within a deadline
+ * scope, waits no longer than the scope allows (ETIMEDOUT). */
+GH_API int gh_wait_fd(int fd, int events, int64_t timeout_ms);
+
+/* Mirrors of the system calls of the same names (see above). */
+GH_API ssize_t gh_read(int fd, void *buf, size_t count);
+GH_API ssize_t gh_write(int fd, const void *buf, size_t count);
+GH_API ssize_t gh_readv(int fd, const struct iovec *iov, int iovcnt);
+GH_API ssize_t gh_writev(int fd, const struct iovec *iov, int iovcnt);
+GH_API ssize_t gh_recv(int fd, void *buf, size_t len, int flags);
+GH_API ssize_t gh_send(int fd, const void *buf, size_t len, int flags);
+GH_API ssize_t gh_recvfrom(int fd, void *buf, size_t len, int flags,
+                           struct sockaddr *addr, socklen_t *addrlen);
+GH_API ssize_t gh_sendto(int fd, const void *buf, size_t len, int flags,
+                         const struct sockaddr *addr, socklen_t addrlen);
+/* Waits for out_fd to be writable when it would block; in_fd is read as
+ * sendfile(2) reads it (a regular file does not wait). */
+GH_API ssize_t gh_sendfile(int out_fd, int in_fd, off_t *offset, size_t count);
+/* The new descriptor is non-blocking and close-on-exec. */
+GH_API int gh_accept(int fd, struct sockaddr *addr, socklen_t *addrlen);
+/* flags as accept4(2); SOCK_NONBLOCK and SOCK_CLOEXEC are always added. */
+GH_API int gh_accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags);
+/* Connects, waiting for the handshake: returns 0, or -1 with the error the
+ * connection failed with (ECONNREFUSED, ETIMEDOUT from the kernel, ...) or
+ * one of the waits' errors above. */
+GH_API int gh_connect(int fd, const struct sockaddr *addr, socklen_t addrlen);
+/* Closes fd after waking its waiters with EBADF and retiring every hub's
+ * watch on it (see above).  Returns what close(2) returns; -1 and EBADF if
+ * another gh_close of fd is in progress. */
+GH_API int gh_close(int fd);
+
+/* ---- TCP helpers ---------------------------------------------------------- */
+
+/* A listening TCP socket on host:port (host NULL or "" = every address;
+ * port is a service string as for getaddrinfo, "0" picks a free port),
+ * with SO_REUSEADDR, non-blocking and close-on-exec.  backlog <= 0 means
+ * SOMAXCONN.  Returns the fd, or -1 and errno (EINVAL for a NULL port, the
+ * errno of the last address tried, ENOENT if host does not resolve). */
+GH_API int gh_tcp_listen(const char *host, const char *port, int backlog);
+/* As gh_tcp_listen, with SO_REUSEPORT too when reuseport != 0 (several
+ * listeners, e.g. one per hub, on one port; the kernel spreads
+ * connections over them). */
+GH_API int gh_tcp_listen_opts(const char *host, const char *port, int backlog,
+                              int reuseport);
+/* Connects to host:port, trying every address the name resolves to, each
+ * with what remains of timeout_ms (-1: no limit but the kernel's).  Returns
+ * a connected non-blocking, close-on-exec fd with TCP_NODELAY set, or -1
+ * and errno: the last address's error, ETIMEDOUT, ECANCELED, EINVAL (NULL
+ * host or port, timeout_ms < -1), or ENOENT when the name does not resolve
+ * (the getaddrinfo error is not an errno).  Name lookup runs on the calling
+ * thread for now: use numeric addresses or names in /etc/hosts on hubs. */
+GH_API int gh_tcp_dial(const char *host, const char *port, int64_t timeout_ms);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,44 @@
+/* io/io_internal.h — what the io/ files share.
+ *
+ * Two tables:
+ *   - process-wide, per fd (fdtab.c): whether the fd is known to be
+ *     O_NONBLOCK, whether a gh_close of it is in progress, and which hubs
+ *     may hold a readiness watch on it (a bitmask, hub index mod 64: a
+ *     superset, so gh_close asks a few hubs too many at worst);
+ *   - per hub, per fd (poll.c): the hub's uv_poll watch and the greenlets
+ *     registered on it.  Owner: the hub's thread only.
+ * See poll.c for the wait and close protocols. */
+#ifndef GH_IO_INTERNAL_H
+#define GH_IO_INTERNAL_H
+
+#include "../sched/internal.h"
+
+/* Process-wide state of one fd number. */
+struct gh__fdstate {
+    atomic_flag lock;          /* protects closing, epoch, hubmask writes */
+    _Atomic bool closing;      /* a gh_close is retiring the watches */
+    _Atomic unsigned char nb;  /* 1: known O_NONBLOCK (reset by gh_close) */
+    _Atomic uint32_t epoch;    /* runtime run the hubmask belongs to */
+    _Atomic uint64_t hubmask;  /* bit i % 64: hub i may watch this fd */
+};
+
+/* fds at or above this get EINVAL from the green calls (16M). */
+#define GH_FD_MAX (1 << 24)
+
+/* The state of fd, created on first use; NULL (errno EINVAL or ENOMEM) if
+ * fd < 0, fd >= GH_FD_MAX or out of memory. */
+struct gh__fdstate *gh__fdstate_get(int fd);
+/* The current runtime run (bumped by gh__io_runtime_start). */
+uint32_t gh__io_epoch(void);
+/* Records that hub `hub` will watch fd.  Returns 0, or EAGAIN while a
+ * gh_close of fd is in progress. */
+int gh__fd_mark_hub(struct gh__fdstate *st, unsigned hub);
+/* Makes fd non-blocking (once per fd; remembered).  Returns 0 or errno. */
+int gh__fd_nonblock(int fd);
+/* The wait behind every green call: gh_wait_fd without argument checks,
+ * bounded by the caller's deadline scope.  Returns 0 or an errno. */
+int gh__io_wait(int fd, int events, int64_t timeout_ms);
+/* SIGPIPE ignored process-wide if its disposition is the default (once). */
+void gh__io_sigpipe_once(void);
+
+#endif

@@ -1,0 +1,501 @@
+/* io/poll.c — fd readiness on each hub's libuv loop, and the close protocol.
+ *
+ * Waiting (a greenlet on hub h, after its call returned EAGAIN)
+ *   h keeps one uv_poll watch per fd it has waited on (struct gh__fdpoll),
+ *   reused by every later wait, and a list of registrations (g, gen,
+ *   events) on it.  The greenlet marks h in the fd's process-wide hub mask
+ *   (fdtab.c), makes sure the watch covers its events, opens a wait
+ *   generation, registers, and parks.  Everything up to the park runs on
+ *   h's thread, and the readiness callback runs there too (inside uv_run,
+ *   in the scheduler), so no lock guards a watch.
+ *
+ * Waking
+ *   Readiness: the callback claims each live registration that wants what
+ *   fired (gh__wake, reason EVENT) and drops it.  A timeout, the deadline
+ *   scope or gh_kill may win the claim instead; the greenlet then drops its
+ *   registration itself if it resumed on h, and otherwise leaves it stale:
+ *   any hub may have resumed it, and a watch belongs to its hub's thread.
+ *   Stale registrations are harmless (their claim fails) and are purged
+ *   when the list fills up or the fd fires.
+ *
+ * Why a watch stays armed after its waiter woke
+ *   Re-arming costs an epoll_ctl.  A connection that waits to read, reads,
+ *   writes and waits again would pay two per round trip if every wake
+ *   disarmed the watch.  So a watch keeps its events until it fires with
+ *   nobody wanting what fired; it then shrinks to what live registrations
+ *   want (stops if nothing).  epoll is level-triggered, so one spurious
+ *   callback is the price, paid only when interest actually changed.
+ *
+ * Closing (gh_close, on any thread)
+ *   A hub's watch on fd must be gone before close(2) frees the number:
+ *   libuv keeps a watcher per fd per loop, and a new fd with the same
+ *   number would be mistaken for the old one (never reported ready).  So:
+ *     1. under the fd's lock: closing = true, read the hub mask;
+ *     2. retire the watch on every hub in the mask: on its own hub directly,
+ *        elsewhere by a request the hub serves from its uv_async callback;
+ *        retiring wakes every registered greenlet with reason CLOSED
+ *        (EBADF) and uv_close()s the watch (epoll_ctl DEL at once);
+ *     3. wait until every hub has answered, then close(2);
+ *     4. under the lock: closing = false, mask and O_NONBLOCK flag reset.
+ *   A wait that starts during 1-4 finds `closing` and yields until it ends
+ *   (then its fd is closed, or a new one with the same number).  A wait
+ *   cannot slip in unseen: it sets its hub's bit under the same lock that
+ *   step 1 takes (or finds it already set, see gh__fd_mark_hub). */
+#include "io_internal.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct gh__fdreg {
+    gh_greenlet *g;
+    uint64_t gen;
+    int events;                  /* GH_READ | GH_WRITE */
+};
+
+/* One hub's watch on one fd.  Owner: that hub's thread. */
+struct gh__fdpoll {
+    uv_poll_t handle;            /* handle.data = this */
+    int fd;
+    int armed;                   /* events the handle watches; 0: stopped */
+    unsigned n, cap;
+    struct gh__fdreg *regs;
+};
+
+/* A hub's watches, indexed by fd.  Owner: that hub's thread. */
+struct gh__io_hub {
+    struct gh__fdpoll **polls;
+    size_t cap;
+};
+
+/* One gh_close waiting for the hubs that had to retire a watch.  Lives on
+ * the closer's stack: the closer returns only when no hub can touch it
+ * any more (touching == 0).  At runtime stop an unfinished closer's stack
+ * outlives the hubs, which answer what is pending before they exit. */
+struct gh__close_op {
+    _Atomic unsigned pending;    /* answers still due (hubs + the closer) */
+    _Atomic unsigned touching;   /* hubs that may still touch this op */
+    gh_event done;               /* set with the last answer */
+};
+
+/* A request for hub `h` to retire its watch on fd; h frees it. */
+struct gh__io_req {
+    struct gh__io_req *next;
+    int fd;
+    struct gh__close_op *op;
+};
+
+/* ---- registrations ---------------------------------------------------------- */
+
+static bool reg_live(const struct gh__fdreg *r)
+{
+    return atomic_load_explicit(&r->g->wait, memory_order_acquire) == r->gen << 8;
+}
+
+static void regs_purge(struct gh__fdpoll *p)
+{
+    unsigned k = 0;
+    for (unsigned i = 0; i < p->n; i++)
+        if (reg_live(&p->regs[i]))
+            p->regs[k++] = p->regs[i];
+    p->n = k;
+}
+
+/* Room for one more registration.  Returns 0 or ENOMEM. */
+static int regs_reserve(struct gh__fdpoll *p)
+{
+    if (p->n < p->cap)
+        return 0;
+    regs_purge(p);
+    if (p->n < p->cap)
+        return 0;
+    unsigned cap = p->cap ? p->cap * 2 : 4;
+    struct gh__fdreg *a = realloc(p->regs, cap * sizeof *a);
+    if (!a)
+        return ENOMEM;
+    p->regs = a;
+    p->cap = cap;
+    return 0;
+}
+
+/* Removes (g, gen) from p, if there. */
+static void regs_remove(struct gh__fdpoll *p, const gh_greenlet *g, uint64_t gen)
+{
+    for (unsigned i = 0; i < p->n; i++) {
+        if (p->regs[i].g == g && p->regs[i].gen == gen) {
+            p->regs[i] = p->regs[--p->n];
+            return;
+        }
+    }
+}
+
+/* ---- watches ------------------------------------------------------------------ */
+
+static void on_ready(uv_poll_t *hd, int status, int uvev);
+
+static int poll_arm(struct gh__fdpoll *p, int events)
+{
+    if (events == p->armed)
+        return 0;
+    int err = 0;
+    if (events == 0) {
+        uv_poll_stop(&p->handle);
+    } else {
+        int uvev = ((events & GH_READ) ? UV_READABLE : 0) |
+                   ((events & GH_WRITE) ? UV_WRITABLE : 0);
+        err = -uv_poll_start(&p->handle, uvev, on_ready);
+    }
+    if (!err)
+        p->armed = events;
+    return err;
+}
+
+static void on_ready(uv_poll_t *hd, int status, int uvev)
+{
+    struct gh__fdpoll *p = hd->data;
+    /* An error (libuv has stopped the handle) wakes everyone: each
+     * retries its call and gets the error from it. */
+    int ev = status < 0 ? GH_READ | GH_WRITE :
+             ((uvev & (UV_READABLE | UV_DISCONNECT)) ? GH_READ : 0) |
+             ((uvev & UV_WRITABLE) ? GH_WRITE : 0);
+    bool woke = false;
+    int want = 0;
+    unsigned k = 0;
+    for (unsigned i = 0; i < p->n; i++) {
+        struct gh__fdreg r = p->regs[i];
+        if (!reg_live(&r))
+            continue;
+        if (r.events & ev) {
+            woke |= gh__wake(r.g, r.gen, GH_WAKE_EVENT);
+            continue;
+        }
+        p->regs[k++] = r;
+        want |= r.events;
+    }
+    p->n = k;
+    if (status < 0)
+        p->armed = 0;
+    else if (!woke)
+        poll_arm(p, want);   /* fired for nobody: watch only what is wanted */
+}
+
+static void poll_free_cb(uv_handle_t *hd)
+{
+    struct gh__fdpoll *p = hd->data;
+    free(p->regs);
+    free(p);
+}
+
+/* h's watch on fd, created on first use.  Returns 0, EPERM for a file
+ * epoll cannot watch (a regular file: always ready), or an errno. */
+static int poll_get(struct gh__hub *h, int fd, struct gh__fdpoll **out)
+{
+    struct gh__io_hub *io = h->io;
+    if ((size_t)fd >= io->cap) {
+        size_t cap = io->cap ? io->cap : 64;
+        while (cap <= (size_t)fd)
+            cap *= 2;
+        struct gh__fdpoll **a = realloc(io->polls, cap * sizeof *a);
+        if (!a)
+            return ENOMEM;
+        memset(a + io->cap, 0, (cap - io->cap) * sizeof *a);
+        io->polls = a;
+        io->cap = cap;
+    }
+    if ((*out = io->polls[fd]))
+        return 0;
+    struct gh__fdpoll *p = calloc(1, sizeof *p);
+    if (!p)
+        return ENOMEM;
+    int err = -uv_poll_init(&h->loop, &p->handle, fd);
+    if (err) {
+        free(p);
+        return err;
+    }
+    p->handle.data = p;
+    p->fd = fd;
+    *out = io->polls[fd] = p;
+    return 0;
+}
+
+/* Hub thread: wakes fd's waiters on h with EBADF and closes h's watch. */
+static void poll_retire(struct gh__hub *h, int fd)
+{
+    struct gh__io_hub *io = h->io;
+    if (!io || (size_t)fd >= io->cap || !io->polls[fd])
+        return;
+    struct gh__fdpoll *p = io->polls[fd];
+    io->polls[fd] = NULL;
+    for (unsigned i = 0; i < p->n; i++)
+        gh__wake(p->regs[i].g, p->regs[i].gen, GH_WAKE_CLOSED);
+    p->n = 0;
+    /* uv_close stops the watch first: epoll_ctl DEL happens now, while fd
+     * is still open; the memory goes in the close callback. */
+    uv_close((uv_handle_t *)&p->handle, poll_free_cb);
+}
+
+/* ---- waiting ------------------------------------------------------------------ */
+
+static short poll_events(int events)
+{
+    return (short)(((events & GH_READ) ? POLLIN : 0) | ((events & GH_WRITE) ? POLLOUT : 0));
+}
+
+/* A plain thread (or a zero timeout): poll(2), within the deadline
+ * scope. */
+static int wait_thread(int fd, int events, int64_t timeout_ms)
+{
+    bool by_scope;
+    uint64_t at = timeout_ms ? gh__scope_deadline(timeout_ms, &by_scope) : 0;
+    struct pollfd pfd = { .fd = fd, .events = poll_events(events) };
+    for (;;) {
+        int ms = -1;
+        if (timeout_ms == 0) {
+            ms = 0;
+        } else if (at) {
+            uint64_t now = gh__now_ns();
+            uint64_t left = at > now ? at - now : 0;
+            ms = (int)((left + 999999) / 1000000);   /* never early */
+        }
+        int r = poll(&pfd, 1, ms);
+        if (r > 0)
+            return (pfd.revents & POLLNVAL) ? EBADF : 0;
+        if (r < 0 && errno != EINTR)
+            return errno;
+        if (r == 0 && ms == 0)
+            return ETIMEDOUT;   /* the call's timeout or the scope's */
+    }
+}
+
+/* A greenlet on hub h: registers on h's watch and parks. */
+static int wait_green(struct gh__hub *h, gh_greenlet *self, int fd, int events,
+                      int64_t timeout_ms)
+{
+    struct gh__fdpoll *p;
+    int err = poll_get(h, fd, &p);
+    if (err)
+        return err == EPERM ? 0 : err;
+    if ((err = regs_reserve(p)) || (err = poll_arm(p, p->armed | events)))
+        return err;
+    /* From the wait's opening to the park, nothing may fail: a gh_kill may
+     * already have claimed it (see gh__waiter_arm). */
+    uint64_t gen = gh__wait_open(self);
+    p->regs[p->n++] = (struct gh__fdreg){ self, gen, events };
+    int r = gh__park(self, gen, timeout_ms, NULL, NULL);
+    if (r == GH_WAKE_EVENT)
+        return 0;   /* the callback dropped the registration */
+    if (r != GH_WAKE_CLOSED && gh__hub_self() == h) {
+        struct gh__io_hub *io = h->io;
+        if ((size_t)fd < io->cap && io->polls[fd])
+            regs_remove(io->polls[fd], self, gen);
+    }
+    return gh__reason_errno(r);
+}
+
+int gh__io_wait(int fd, int events, int64_t timeout_ms)
+{
+    struct gh__hub *h = gh__hub_self();
+    gh_greenlet *self = h ? h->current : NULL;
+    if (!self || timeout_ms == 0)
+        return wait_thread(fd, events, timeout_ms);
+    struct gh__fdstate *st = gh__fdstate_get(fd);
+    if (!st)
+        return errno;
+    int err;
+    while ((err = gh__fd_mark_hub(st, h->index)) == EAGAIN) {
+        gh_yield();   /* a gh_close of fd is under way: let it finish */
+        h = gh__hub_self();
+    }
+    return err ? err : wait_green(h, self, fd, events, timeout_ms);
+}
+
+int gh_wait_fd(int fd, int events, int64_t timeout_ms)
+{
+    if (fd < 0 || fd >= GH_FD_MAX || events == 0 ||
+        (events & ~(GH_READ | GH_WRITE)) || timeout_ms < -1)
+        return EINVAL;
+    return gh__io_wait(fd, events, timeout_ms);
+}
+
+/* ---- closing ------------------------------------------------------------------ */
+
+static void op_answer(struct gh__close_op *op)
+{
+    if (atomic_fetch_sub(&op->pending, 1) == 1)
+        gh_event_set(&op->done);
+}
+
+/* A hub's answer; its last touch of op is the release below. */
+static void op_answer_hub(struct gh__close_op *op)
+{
+    op_answer(op);
+    atomic_fetch_sub_explicit(&op->touching, 1, memory_order_release);
+}
+
+/* Hands req to hub t; false if t has stopped (it watches nothing then). */
+static bool req_post(struct gh__hub *t, struct gh__io_req *req)
+{
+    pthread_mutex_lock(&t->io_req_mu);
+    bool open = !t->io_closed;
+    if (open) {
+        req->next = t->io_reqs;
+        t->io_reqs = req;
+        uv_async_send(&t->async);   /* under the lock: t cannot close it */
+    }
+    pthread_mutex_unlock(&t->io_req_mu);
+    return open;
+}
+
+void gh__io_hub_requests(struct gh__hub *h)
+{
+    pthread_mutex_lock(&h->io_req_mu);
+    struct gh__io_req *req = h->io_reqs;
+    h->io_reqs = NULL;
+    pthread_mutex_unlock(&h->io_req_mu);
+    while (req) {
+        struct gh__io_req *next = req->next;
+        poll_retire(h, req->fd);
+        op_answer_hub(req->op);
+        free(req);
+        req = next;
+    }
+}
+
+/* Waits for every hub's answer, and for the hubs to let go of op; a kill
+ * or a deadline cannot cut this short (the requests point at op). */
+static void op_wait(struct gh__close_op *op)
+{
+    while (!gh_event_is_set(&op->done))
+        if (gh_event_wait(&op->done, -1) != 0)
+            gh_yield();
+    /* The last answer set `done` just before its release: a few
+     * instructions away. */
+    while (atomic_load_explicit(&op->touching, memory_order_acquire) != 0)
+        gh__cpu_relax();
+    gh_event_destroy(&op->done);
+}
+
+static bool hub_in_mask(unsigned i, uint64_t mask)
+{
+    return mask & (1ull << (i % 64));
+}
+
+/* Retires fd's watch on every hub in mask.  Returns 0 or ENOMEM (then
+ * nothing was asked of other hubs). */
+static int retire_everywhere(struct gh__runtime *rt, int fd, uint64_t mask)
+{
+    struct gh__hub *self = gh__hub_self();
+    unsigned n = 0;
+    for (unsigned i = 0; i < rt->nhubs; i++)
+        n += hub_in_mask(i, mask) && &rt->hubs[i] != self;
+    struct gh__io_req **reqs = NULL;
+    if (n && !(reqs = calloc(n, sizeof *reqs)))
+        return ENOMEM;
+    for (unsigned k = 0; k < n; k++) {
+        if (!(reqs[k] = malloc(sizeof **reqs))) {
+            while (k--)
+                free(reqs[k]);
+            free(reqs);
+            return ENOMEM;
+        }
+    }
+    if (self && hub_in_mask(self->index, mask))
+        poll_retire(self, fd);
+    if (!n)
+        return 0;
+    struct gh__close_op op;
+    /* + 1: the closer's own answer, given once every request is posted,
+     * so `done` cannot be set while requests are still going out. */
+    atomic_init(&op.pending, n + 1);
+    atomic_init(&op.touching, n);
+    gh_event_init(&op.done);
+    unsigned k = 0;
+    for (unsigned i = 0; i < rt->nhubs; i++) {
+        if (!hub_in_mask(i, mask) || &rt->hubs[i] == self)
+            continue;
+        struct gh__io_req *req = reqs[k++];
+        *req = (struct gh__io_req){ NULL, fd, &op };
+        if (!req_post(&rt->hubs[i], req)) {
+            free(req);
+            op_answer_hub(&op);   /* that hub has stopped: nothing to retire */
+        }
+    }
+    free(reqs);
+    op_answer(&op);
+    op_wait(&op);
+    return 0;
+}
+
+int gh_close(int fd)
+{
+    struct gh__fdstate *st = gh__fdstate_get(fd);
+    if (!st) {
+        if (fd < 0) {
+            errno = EBADF;
+            return -1;
+        }
+        return close(fd);   /* beyond the table: never waited on here */
+    }
+    struct gh__runtime *rt = gh__rt;
+    gh__spin_lock(&st->lock);
+    if (atomic_load_explicit(&st->closing, memory_order_relaxed)) {
+        gh__spin_unlock(&st->lock);
+        errno = EBADF;
+        return -1;
+    }
+    atomic_store_explicit(&st->closing, true, memory_order_relaxed);
+    uint64_t mask = 0;
+    if (rt && atomic_load_explicit(&st->epoch, memory_order_relaxed) == gh__io_epoch())
+        mask = atomic_load_explicit(&st->hubmask, memory_order_relaxed);
+    gh__spin_unlock(&st->lock);
+
+    int err = mask ? retire_everywhere(rt, fd, mask) : 0;
+    int r = -1;
+    if (!err) {
+        r = close(fd);
+        err = r < 0 ? errno : 0;
+    }
+    gh__spin_lock(&st->lock);
+    if (r == 0 || err != ENOMEM) {
+        atomic_store_explicit(&st->hubmask, 0, memory_order_relaxed);
+        atomic_store_explicit(&st->nb, 0, memory_order_relaxed);
+    }
+    atomic_store_explicit(&st->closing, false, memory_order_release);
+    gh__spin_unlock(&st->lock);
+    errno = err;
+    return r;
+}
+
+/* ---- hub start and stop -------------------------------------------------------- */
+
+int gh__io_hub_init(struct gh__hub *h)
+{
+    h->io = calloc(1, sizeof *h->io);
+    h->io_reqs = NULL;
+    h->io_closed = false;
+    return h->io ? 0 : ENOMEM;
+}
+
+/* Hub thread, its loop about to close: answers what is pending, stops
+ * taking requests, and closes every watch (their greenlets will not run
+ * again: the runtime is stopping). */
+void gh__io_hub_fini(struct gh__hub *h)
+{
+    pthread_mutex_lock(&h->io_req_mu);
+    h->io_closed = true;
+    pthread_mutex_unlock(&h->io_req_mu);
+    gh__io_hub_requests(h);
+    struct gh__io_hub *io = h->io;
+    if (!io)
+        return;
+    for (size_t fd = 0; fd < io->cap; fd++) {
+        struct gh__fdpoll *p = io->polls[fd];
+        if (p)
+            uv_close((uv_handle_t *)&p->handle, poll_free_cb);
+    }
+    free(io->polls);
+    free(io);
+    h->io = NULL;
+}

@@ -1,0 +1,127 @@
+/* io/tcp.c — gh_tcp_listen and gh_tcp_dial.
+ *
+ * Name lookup is getaddrinfo on the calling thread for now (it blocks the
+ * hub for names that need DNS; numeric addresses and /etc/hosts names do
+ * not wait).  It moves to uv_getaddrinfo with gh_getaddrinfo. */
+#include "io_internal.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <unistd.h>
+
+static int resolve(const char *host, const char *port, int passive,
+                   struct addrinfo **out)
+{
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = passive ? AI_PASSIVE : AI_ADDRCONFIG;
+    if (host && !*host)
+        host = NULL;
+    int r = getaddrinfo(host, port, &hints, out);
+    if (r == 0)
+        return 0;
+    return r == EAI_SYSTEM ? errno : r == EAI_MEMORY ? ENOMEM : ENOENT;
+}
+
+static int stream_socket(const struct addrinfo *ai)
+{
+    return socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                  ai->ai_protocol);
+}
+
+static int listen_on(const struct addrinfo *ai, int backlog, int reuseport)
+{
+    int fd = stream_socket(ai);
+    if (fd < 0)
+        return -1;
+    int one = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) ||
+        bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, backlog) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+int gh_tcp_listen_opts(const char *host, const char *port, int backlog, int reuseport)
+{
+    if (!port) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct addrinfo *res;
+    int err = resolve(host, port, 1, &res);
+    if (err) {
+        errno = err;
+        return -1;
+    }
+    int fd = -1;
+    errno = EADDRNOTAVAIL;
+    for (const struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next)
+        fd = listen_on(ai, backlog > 0 ? backlog : SOMAXCONN, reuseport);
+    int e = errno;
+    freeaddrinfo(res);
+    errno = e;
+    return fd;
+}
+
+int gh_tcp_listen(const char *host, const char *port, int backlog)
+{
+    return gh_tcp_listen_opts(host, port, backlog, 0);
+}
+
+/* One address, within the dial's deadline scope.  Returns the fd or -1. */
+static int dial_one(const struct addrinfo *ai)
+{
+    int fd = stream_socket(ai);
+    if (fd < 0)
+        return -1;
+    if (gh_connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+        int e = errno;
+        gh_close(fd);
+        errno = e;
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+int gh_tcp_dial(const char *host, const char *port, int64_t timeout_ms)
+{
+    if (!host || !port || timeout_ms < -1) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct addrinfo *res;
+    int err = resolve(host, port, 0, &res);
+    if (err) {
+        errno = err;
+        return -1;
+    }
+    /* The whole dial is one deadline scope: each address gets what is
+     * left of timeout_ms. */
+    uint64_t end = gh__now_ns() + (uint64_t)timeout_ms * 1000000u;
+    int token = timeout_ms >= 0 ? gh_timeout_begin(timeout_ms) : -1;
+    int fd = -1;
+    errno = EADDRNOTAVAIL;
+    for (const struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
+        fd = dial_one(ai);
+        if (fd < 0 && (errno == ECANCELED || (timeout_ms >= 0 && gh__now_ns() >= end)))
+            break;   /* killed, or out of time: no point trying the next */
+    }
+    int e = errno;
+    if (token >= 0)
+        gh_timeout_end(token);
+    freeaddrinfo(res);
+    errno = e;
+    return fd;
+}

@@ -1,0 +1,503 @@
+/* tests/test_io.c — green I/O: readiness waits, the mirrors, the close
+ * protocol, deadline scopes and cancellation, on real sockets. */
+#include "gh_test.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void pair(int sv[2])
+{
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+}
+
+static int local_port(int fd)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof a;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    return ntohs(a.sin_port);
+}
+
+/* Reads exactly n bytes; returns n, or what the failing call returned. */
+static ssize_t read_full(int fd, char *buf, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = gh_read(fd, buf + got, n - got);
+        if (r <= 0)
+            return r;
+        got += (size_t)r;
+    }
+    return (ssize_t)got;
+}
+
+static ssize_t write_full(int fd, const char *buf, size_t n)
+{
+    size_t put = 0;
+    while (put < n) {
+        ssize_t r = gh_write(fd, buf + put, n - put);
+        if (r < 0)
+            return r;
+        put += (size_t)r;
+    }
+    return (ssize_t)put;
+}
+
+/* ---- 1,000 connections echoing across all hubs ------------------------------ */
+
+enum { CONNS = 1000, ROUNDS = 20, MSG = 64 };
+static int echo_port;
+static _Atomic int echo_ok;
+
+static void *echo_handler(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char buf[4096];
+    ssize_t n;
+    while ((n = gh_read(fd, buf, sizeof buf)) > 0)
+        if (write_full(fd, buf, (size_t)n) != n)
+            break;
+    gh_close(fd);
+    return NULL;
+}
+
+static void *acceptor(void *arg)
+{
+    int lfd = (int)(intptr_t)arg;
+    for (int i = 0; i < CONNS; i++) {
+        int c = gh_accept(lfd, NULL, NULL);
+        assert_true(c >= 0);
+        gh_detach(gh_spawn(echo_handler, (void *)(intptr_t)c));
+    }
+    return NULL;
+}
+
+/* Each client sends ROUNDS messages that name it and the round, and checks
+ * every echoed byte. */
+static void *echo_client(void *arg)
+{
+    int id = (int)(intptr_t)arg;
+    char port[16];
+    snprintf(port, sizeof port, "%d", echo_port);
+    int fd = gh_tcp_dial("127.0.0.1", port, 10000);
+    assert_true(fd >= 0);
+    char out[MSG], in[MSG];
+    for (int r = 0; r < ROUNDS; r++) {
+        for (int k = 0; k < MSG; k++)
+            out[k] = (char)(id * 31 + r * 7 + k);
+        assert_int_equal(write_full(fd, out, MSG), MSG);
+        assert_int_equal(read_full(fd, in, MSG), MSG);
+        assert_memory_equal(in, out, MSG);
+    }
+    assert_int_equal(gh_close(fd), 0);
+    atomic_fetch_add(&echo_ok, 1);
+    return NULL;
+}
+
+static void *echo_main(void *arg)
+{
+    (void)arg;
+    int lfd = gh_tcp_listen("127.0.0.1", "0", 4096);
+    assert_true(lfd >= 0);
+    echo_port = local_port(lfd);
+    gh_greenlet *acc = gh_spawn(acceptor, (void *)(intptr_t)lfd);
+    gh_greenlet *c[CONNS];
+    for (int i = 0; i < CONNS; i++)
+        assert_non_null(c[i] = gh_spawn(echo_client, (void *)(intptr_t)i));
+    for (int i = 0; i < CONNS; i++)
+        assert_int_equal(gh_join(c[i], NULL), 0);
+    assert_int_equal(gh_join(acc, NULL), 0);
+    assert_int_equal(gh_close(lfd), 0);
+    return NULL;
+}
+
+static void test_thousand_connections_echo_across_hubs(void **state)
+{
+    (void)state;
+    struct rlimit rl;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    if (rl.rlim_cur < 3 * CONNS && rl.rlim_max >= 3 * CONNS) {
+        rl.rlim_cur = 3 * CONNS;
+        assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    }
+    if (rl.rlim_cur < 3 * CONNS)
+        skip();   /* the hard limit is too low for 2,000 sockets */
+    gh_test_run(2, echo_main, NULL);
+    assert_int_equal(echo_ok, CONNS);
+}
+
+/* ---- 64 MiB through tiny socket buffers ------------------------------------- */
+
+enum { BIG = 64 << 20 };
+
+static unsigned char pattern(size_t i)
+{
+    return (unsigned char)(i * 7 + (i >> 13));
+}
+
+static void *big_writer(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    static unsigned char buf[65536];
+    for (size_t off = 0; off < BIG; off += sizeof buf) {
+        for (size_t k = 0; k < sizeof buf; k++)
+            buf[k] = pattern(off + k);
+        assert_int_equal(write_full(fd, (char *)buf, sizeof buf), (ssize_t)sizeof buf);
+    }
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    return NULL;
+}
+
+static void *big_reader(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    unsigned char buf[1000];   /* odd size: reads straddle the writes */
+    size_t got = 0;
+    ssize_t n;
+    while ((n = gh_read(fd, buf, sizeof buf)) > 0) {
+        for (ssize_t k = 0; k < n; k++)
+            if (buf[k] != pattern(got + (size_t)k))
+                fail_msg("byte %zu corrupted", got + (size_t)k);
+        got += (size_t)n;
+    }
+    assert_int_equal(n, 0);
+    return (void *)got;
+}
+
+static void *big_main(void *arg)
+{
+    (void)arg;
+    int sv[2];
+    pair(sv);
+    int small = 4096;
+    for (int i = 0; i < 2; i++) {
+        setsockopt(sv[i], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+        setsockopt(sv[i], SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    }
+    gh_greenlet *w = gh_spawn(big_writer, (void *)(intptr_t)sv[0]);
+    gh_greenlet *r = gh_spawn(big_reader, (void *)(intptr_t)sv[1]);
+    void *got = NULL;
+    assert_int_equal(gh_join(w, NULL), 0);
+    assert_int_equal(gh_join(r, &got), 0);
+    assert_int_equal((size_t)got, (size_t)BIG);
+    gh_close(sv[0]);
+    gh_close(sv[1]);
+    return NULL;
+}
+
+static void test_64mib_through_tiny_buffers_arrives_intact(void **state)
+{
+    (void)state;
+    gh_test_run(2, big_main, NULL);
+}
+
+/* ---- close while another hub waits; the number reused at once --------------- */
+
+static int close_fd;
+static _Atomic int close_waiting;
+
+static void *blocked_reader(void *arg)
+{
+    (void)arg;
+    char c;
+    atomic_store(&close_waiting, 1);
+    ssize_t r = gh_read(close_fd, &c, 1);
+    return (void *)(intptr_t)(r < 0 ? errno : 0);
+}
+
+static void *reuse_reader(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char buf[6] = { 0 };
+    return (void *)(intptr_t)read_full(fd, buf, 5);
+}
+
+static void *closer_on_hub1(void *arg)
+{
+    (void)arg;
+    assert_int_equal(gh_hub_index(), 1);
+    assert_int_equal(gh_close(close_fd), 0);
+    return NULL;
+}
+
+static void *close_reuse_main(void *arg)
+{
+    (void)arg;
+    int sv[2];
+    pair(sv);
+    close_fd = sv[0];
+    gh_spawn_opts on0 = { .hub = 0, .pinned = 1 }, on1 = { .hub = 1, .pinned = 1 };
+    gh_greenlet *r = gh_spawn_with(&on0, blocked_reader, NULL);
+    while (!atomic_load(&close_waiting))
+        gh_sleep_ms(1);
+    gh_sleep_ms(20);   /* let it park in gh_read on hub 0 */
+    gh_greenlet *c = gh_spawn_with(&on1, closer_on_hub1, NULL);
+    assert_int_equal(gh_join(c, NULL), 0);
+    void *res;
+    assert_int_equal(gh_join(r, &res), 0);
+    assert_int_equal((intptr_t)res, EBADF);
+
+    /* The lowest free number comes back: sv[0] again.  Hub 0 waited on the
+     * old one; a wait there on the new one must see its data. */
+    int nv[2];
+    pair(nv);
+    assert_int_equal(nv[0], close_fd);
+    gh_greenlet *rr = gh_spawn_with(&on0, reuse_reader, (void *)(intptr_t)nv[0]);
+    gh_sleep_ms(20);
+    assert_int_equal(gh_write(nv[1], "hello", 5), 5);
+    assert_int_equal(gh_join(rr, &res), 0);
+    assert_int_equal((intptr_t)res, 5);
+    gh_close(nv[0]);
+    gh_close(nv[1]);
+    gh_close(sv[1]);
+    return NULL;
+}
+
+static void test_close_wakes_waiter_on_other_hub_and_fd_reuse_works(void **state)
+{
+    (void)state;
+    gh_test_run(2, close_reuse_main, NULL);
+}
+
+/* ---- timeouts, deadline scopes, kill ------------------------------------------ */
+
+static void *timeouts_main(void *arg)
+{
+    (void)arg;
+    int sv[2];
+    pair(sv);
+    char c;
+    uint64_t t0 = now_ms();
+    assert_int_equal(gh_wait_fd(sv[0], GH_READ, 50), ETIMEDOUT);
+    assert_true(now_ms() - t0 >= 50);
+    assert_int_equal(gh_wait_fd(sv[0], GH_WRITE, 50), 0);   /* writable now */
+    assert_int_equal(gh_wait_fd(sv[0], GH_READ, 0), ETIMEDOUT);
+
+    /* A scope bounds a call with no timeout of its own. */
+    t0 = now_ms();
+    int t = gh_timeout_begin(50);
+    assert_true(t >= 0);
+    assert_int_equal(gh_read(sv[0], &c, 1), -1);
+    assert_int_equal(errno, ETIMEDOUT);
+    gh_timeout_end(t);
+    uint64_t dt = now_ms() - t0;
+    assert_true(dt >= 50 && dt < 2000);
+
+    /* Nested: the inner (earlier) deadline first, then the outer one. */
+    t0 = now_ms();
+    int outer = gh_timeout_begin(200);
+    int inner = gh_timeout_begin(1000);   /* later than outer: outer wins */
+    assert_int_equal(gh_sleep_ms(5000), ETIMEDOUT);
+    assert_true(now_ms() - t0 >= 200 && now_ms() - t0 < 1000);
+    gh_timeout_end(inner);
+    assert_int_equal(gh_sleep_ms(10), ETIMEDOUT);   /* outer has expired */
+    gh_timeout_end(outer);
+    assert_int_equal(gh_sleep_ms(10), 0);            /* no scope left */
+
+    t0 = now_ms();
+    outer = gh_timeout_begin(300);
+    inner = gh_timeout_begin(50);
+    assert_int_equal(gh_read(sv[0], &c, 1), -1);
+    assert_int_equal(errno, ETIMEDOUT);
+    assert_true(now_ms() - t0 < 300);
+    gh_timeout_end(inner);
+    assert_int_equal(gh_read(sv[0], &c, 1), -1);     /* now the outer one */
+    assert_int_equal(errno, ETIMEDOUT);
+    assert_true(now_ms() - t0 >= 300);
+    gh_timeout_end(outer);
+
+    /* Data that is there is read, scope or not. */
+    assert_int_equal(gh_write(sv[1], "x", 1), 1);
+    t = gh_timeout_begin(0);
+    assert_int_equal(gh_read(sv[0], &c, 1), 1);
+    gh_timeout_end(t);
+    gh_close(sv[0]);
+    gh_close(sv[1]);
+    return NULL;
+}
+
+static void test_timeouts_and_nested_deadline_scopes(void **state)
+{
+    (void)state;
+    gh_test_run(2, timeouts_main, NULL);
+}
+
+static void *killed_reader(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char c;
+    ssize_t r = gh_read(fd, &c, 1);
+    return (void *)(intptr_t)(r < 0 ? errno : 0);
+}
+
+static void *kill_main(void *arg)
+{
+    (void)arg;
+    int sv[2];
+    pair(sv);
+    gh_greenlet *g = gh_spawn(killed_reader, (void *)(intptr_t)sv[0]);
+    gh_sleep_ms(30);
+    assert_int_equal(gh_kill(g), 0);
+    void *res;
+    assert_int_equal(gh_join(g, &res), 0);
+    assert_int_equal((intptr_t)res, ECANCELED);
+    /* The fd still works for the next reader. */
+    gh_greenlet *g2 = gh_spawn(reuse_reader, (void *)(intptr_t)sv[0]);
+    assert_int_equal(gh_write(sv[1], "abcde", 5), 5);
+    assert_int_equal(gh_join(g2, &res), 0);
+    assert_int_equal((intptr_t)res, 5);
+    gh_close(sv[0]);
+    gh_close(sv[1]);
+    return NULL;
+}
+
+static void test_kill_during_read_returns_ecanceled(void **state)
+{
+    (void)state;
+    gh_test_run(2, kill_main, NULL);
+}
+
+/* ---- errors: closed peer, refused, timeout, bad input ------------------------- */
+
+static void *errors_main(void *arg)
+{
+    (void)arg;
+    int sv[2];
+    pair(sv);
+    gh_close(sv[1]);
+    /* SIGPIPE must not kill the process: EPIPE instead. */
+    assert_int_equal(gh_write(sv[0], "x", 1), -1);
+    assert_int_equal(errno, EPIPE);
+    assert_int_equal(gh_send(sv[0], "x", 1, 0), -1);
+    assert_int_equal(errno, EPIPE);
+    char c;
+    assert_int_equal(gh_read(sv[0], &c, 1), 0);   /* EOF */
+    gh_close(sv[0]);
+
+    /* A port nobody listens on: take one, then free it. */
+    int l = gh_tcp_listen("127.0.0.1", "0", 1);
+    assert_true(l >= 0);
+    char port[16];
+    snprintf(port, sizeof port, "%d", local_port(l));
+    gh_close(l);
+    assert_int_equal(gh_tcp_dial("127.0.0.1", port, 2000), -1);
+    assert_int_equal(errno, ECONNREFUSED);
+
+    assert_int_equal(gh_tcp_dial("no-such-host.invalid", "80", 1000), -1);
+    assert_int_equal(errno, ENOENT);
+
+    assert_int_equal(gh_wait_fd(-1, GH_READ, 0), EINVAL);
+    assert_int_equal(gh_wait_fd(0, 0, 0), EINVAL);
+    assert_int_equal(gh_wait_fd(0, 4, 0), EINVAL);
+    assert_int_equal(gh_wait_fd(0, GH_READ, -2), EINVAL);
+    assert_int_equal(gh_read(-1, &c, 1), -1);
+    assert_int_equal(errno, EBADF);
+    int dead[2];
+    pair(dead);
+    close(dead[0]);
+    close(dead[1]);
+    assert_int_equal(gh_wait_fd(dead[0], GH_READ, 100), EBADF);
+    assert_int_equal(gh_close(-1), -1);
+    assert_int_equal(errno, EBADF);
+    assert_int_equal(gh_timeout_begin(-1), -1);
+    assert_int_equal(errno, EINVAL);
+    gh_timeout_end(12345);   /* not open: ignored */
+    return NULL;
+}
+
+static void test_error_paths_get_the_calls_errno(void **state)
+{
+    (void)state;
+    gh_test_run(1, errors_main, NULL);
+}
+
+/* A listener whose accept queue is full drops further SYNs: a dial to it
+ * can only time out. */
+static void *dial_timeout_main(void *arg)
+{
+    (void)arg;
+    int l = gh_tcp_listen("127.0.0.1", "0", 1);
+    assert_true(l >= 0);
+    char port[16];
+    snprintf(port, sizeof port, "%d", local_port(l));
+    int fill[4], n = 0;
+    for (; n < 4; n++) {   /* fill the queue; these may hang, so poll */
+        fill[n] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(port)),
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        connect(fill[n], (struct sockaddr *)&a, sizeof a);
+    }
+    gh_sleep_ms(50);
+    uint64_t t0 = now_ms();
+    assert_int_equal(gh_tcp_dial("127.0.0.1", port, 200), -1);
+    assert_int_equal(errno, ETIMEDOUT);
+    uint64_t dt = now_ms() - t0;
+    assert_true(dt >= 200 && dt < 3000);
+    while (n--)
+        gh_close(fill[n]);
+    gh_close(l);
+    return NULL;
+}
+
+static void test_dial_times_out_against_a_full_listener(void **state)
+{
+    (void)state;
+    gh_test_run(1, dial_timeout_main, NULL);
+}
+
+/* ---- plain threads: the same calls block the thread ------------------------------ */
+
+static void *late_writer(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    struct timespec ts = { 0, 30 * 1000000 };
+    nanosleep(&ts, NULL);
+    return (void *)(intptr_t)gh_write(fd, "ping", 4);
+}
+
+static void test_mirrors_block_a_plain_thread(void **state)
+{
+    (void)state;
+    int sv[2];
+    pair(sv);
+    char buf[8];
+    assert_int_equal(gh_wait_fd(sv[0], GH_READ, 30), ETIMEDOUT);
+    int t = gh_timeout_begin(30);
+    assert_int_equal(gh_read(sv[0], buf, 4), -1);
+    assert_int_equal(errno, ETIMEDOUT);
+    gh_timeout_end(t);
+    pthread_t th;
+    pthread_create(&th, NULL, late_writer, (void *)(intptr_t)sv[1]);
+    assert_int_equal(read_full(sv[0], buf, 4), 4);   /* waits ~30 ms */
+    assert_memory_equal(buf, "ping", 4);
+    void *w;
+    pthread_join(th, &w);
+    assert_int_equal((intptr_t)w, 4);
+    assert_int_equal(gh_close(sv[0]), 0);
+    assert_int_equal(gh_close(sv[1]), 0);
+}
+
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_thousand_connections_echo_across_hubs),
+    cmocka_unit_test(test_64mib_through_tiny_buffers_arrives_intact),
+    cmocka_unit_test(test_close_wakes_waiter_on_other_hub_and_fd_reuse_works),
+    cmocka_unit_test(test_timeouts_and_nested_deadline_scopes),
+    cmocka_unit_test(test_kill_during_read_returns_ecanceled),
+    cmocka_unit_test(test_error_paths_get_the_calls_errno),
+    cmocka_unit_test(test_dial_times_out_against_a_full_listener),
+    cmocka_unit_test(test_mirrors_block_a_plain_thread),
+};
+GH_TEST_MAIN(tests)
