@@ -41,4 +41,24 @@ int gh__io_wait(int fd, int events, int64_t timeout_ms);
 /* SIGPIPE ignored process-wide if its disposition is the default (once). */
 void gh__io_sigpipe_once(void);
 
+/* ---- hub calls (hubcall.c) ----------------------------------------------------
+ * A libuv loop may be touched only by its own thread.  Another thread that
+ * needs something done on hub h's loop (close a watch, a signal handle, a
+ * process handle) embeds a gh__hubcall in its request and posts it: h runs
+ * fn(h, call) from its uv_async callback, in its scheduler, in posting
+ * order.  fn owns the request from then on. */
+struct gh__hubcall {
+    struct gh__hubcall *next;
+    void (*fn)(struct gh__hub *h, struct gh__hubcall *call);
+};
+/* Posts call to h.  Returns false if h has stopped (then nothing of h's
+ * loop is left to act on, and the caller keeps the request). */
+bool gh__hub_call(struct gh__hub *h, struct gh__hubcall *call);
+/* Hub thread, before its loop closes: runs what is pending, then refuses
+ * further calls. */
+void gh__hub_calls_close(struct gh__hub *h);
+
+/* ---- per-hub parts, started and stopped with the hub ------------------------------ */
+void gh__poll_hub_fini(struct gh__hub *h);
+
 #endif

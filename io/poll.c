@@ -80,9 +80,9 @@ struct gh__close_op {
     gh_event done;               /* set with the last answer */
 };
 
-/* A request for hub `h` to retire its watch on fd; h frees it. */
-struct gh__io_req {
-    struct gh__io_req *next;
+/* A request for a hub to retire its watch on fd; the hub frees it. */
+struct gh__retire_req {
+    struct gh__hubcall call;
     int fd;
     struct gh__close_op *op;
 };
@@ -334,33 +334,12 @@ static void op_answer_hub(struct gh__close_op *op)
     atomic_fetch_sub_explicit(&op->touching, 1, memory_order_release);
 }
 
-/* Hands req to hub t; false if t has stopped (it watches nothing then). */
-static bool req_post(struct gh__hub *t, struct gh__io_req *req)
+static void retire_call(struct gh__hub *h, struct gh__hubcall *call)
 {
-    pthread_mutex_lock(&t->io_req_mu);
-    bool open = !t->io_closed;
-    if (open) {
-        req->next = t->io_reqs;
-        t->io_reqs = req;
-        uv_async_send(&t->async);   /* under the lock: t cannot close it */
-    }
-    pthread_mutex_unlock(&t->io_req_mu);
-    return open;
-}
-
-void gh__io_hub_requests(struct gh__hub *h)
-{
-    pthread_mutex_lock(&h->io_req_mu);
-    struct gh__io_req *req = h->io_reqs;
-    h->io_reqs = NULL;
-    pthread_mutex_unlock(&h->io_req_mu);
-    while (req) {
-        struct gh__io_req *next = req->next;
-        poll_retire(h, req->fd);
-        op_answer_hub(req->op);
-        free(req);
-        req = next;
-    }
+    struct gh__retire_req *req = (struct gh__retire_req *)call;
+    poll_retire(h, req->fd);
+    op_answer_hub(req->op);
+    free(req);
 }
 
 /* Waits for every hub's answer, and for the hubs to let go of op; a kill
@@ -390,7 +369,7 @@ static int retire_everywhere(struct gh__runtime *rt, int fd, uint64_t mask)
     unsigned n = 0;
     for (unsigned i = 0; i < rt->nhubs; i++)
         n += hub_in_mask(i, mask) && &rt->hubs[i] != self;
-    struct gh__io_req **reqs = NULL;
+    struct gh__retire_req **reqs = NULL;
     if (n && !(reqs = calloc(n, sizeof *reqs)))
         return ENOMEM;
     for (unsigned k = 0; k < n; k++) {
@@ -415,9 +394,9 @@ static int retire_everywhere(struct gh__runtime *rt, int fd, uint64_t mask)
     for (unsigned i = 0; i < rt->nhubs; i++) {
         if (!hub_in_mask(i, mask) || &rt->hubs[i] == self)
             continue;
-        struct gh__io_req *req = reqs[k++];
-        *req = (struct gh__io_req){ NULL, fd, &op };
-        if (!req_post(&rt->hubs[i], req)) {
+        struct gh__retire_req *req = reqs[k++];
+        *req = (struct gh__retire_req){ { NULL, retire_call }, fd, &op };
+        if (!gh__hub_call(&rt->hubs[i], &req->call)) {
             free(req);
             op_answer_hub(&op);   /* that hub has stopped: nothing to retire */
         }
@@ -473,20 +452,15 @@ int gh_close(int fd)
 int gh__io_hub_init(struct gh__hub *h)
 {
     h->io = calloc(1, sizeof *h->io);
-    h->io_reqs = NULL;
+    h->io_reqs = h->io_reqs_tail = NULL;
     h->io_closed = false;
     return h->io ? 0 : ENOMEM;
 }
 
-/* Hub thread, its loop about to close: answers what is pending, stops
- * taking requests, and closes every watch (their greenlets will not run
- * again: the runtime is stopping). */
-void gh__io_hub_fini(struct gh__hub *h)
+/* Hub thread, its loop about to close: closes every watch (their
+ * greenlets will not run again: the runtime is stopping). */
+void gh__poll_hub_fini(struct gh__hub *h)
 {
-    pthread_mutex_lock(&h->io_req_mu);
-    h->io_closed = true;
-    pthread_mutex_unlock(&h->io_req_mu);
-    gh__io_hub_requests(h);
     struct gh__io_hub *io = h->io;
     if (!io)
         return;

@@ -1,8 +1,5 @@
-/* io/tcp.c — gh_tcp_listen and gh_tcp_dial.
- *
- * Name lookup is getaddrinfo on the calling thread for now (it blocks the
- * hub for names that need DNS; numeric addresses and /etc/hosts names do
- * not wait).  It moves to uv_getaddrinfo with gh_getaddrinfo. */
+/* io/tcp.c — gh_tcp_listen and gh_tcp_dial.  Names resolve through
+ * gh_getaddrinfo (the greenlet parks; the hub keeps running). */
 #include "io_internal.h"
 
 #include <errno.h>
@@ -22,10 +19,11 @@ static int resolve(const char *host, const char *port, int passive,
     hints.ai_flags = passive ? AI_PASSIVE : AI_ADDRCONFIG;
     if (host && !*host)
         host = NULL;
-    int r = getaddrinfo(host, port, &hints, out);
+    int r = gh_getaddrinfo(host, port, &hints, out);
     if (r == 0)
         return 0;
-    return r == EAI_SYSTEM ? errno : r == EAI_MEMORY ? ENOMEM : ENOENT;
+    return r == EAI_SYSTEM ? errno : r == EAI_MEMORY ? ENOMEM :
+           r == EAI_AGAIN ? EAGAIN : ENOENT;
 }
 
 static int stream_socket(const struct addrinfo *ai)

@@ -155,6 +155,7 @@ bool gh__wake(gh_greenlet *g, uint64_t gen, int reason);
 void gh__unpark(gh_greenlet *g);
 int gh__park(gh_greenlet *self, uint64_t gen, int64_t timeout_ms,
              void (*unlock_fn)(void *), void *arg);
+int gh__park_until_woken(gh_greenlet *self);
 void gh__waiter_init(struct gh__waiter *w, gh_greenlet *self,
                      struct gh__tparker *tp);
 void gh__waiter_arm(struct gh__waiter *w);
@@ -229,10 +230,10 @@ struct gh__hub {
     uv_async_t async;            /* the only way to wake this hub */
     bool sleeping;               /* in rt->idle stack; rt->idle_mu */
     int core;                    /* immutable after start; -1 unpinned */
-    /* gh_close requests from other threads (io/poll.c), under io_req_mu;
-     * io_closed: the hub has stopped taking them. */
+    /* Calls other threads ask this hub to make on its loop (io/hubcall.c),
+     * FIFO, under io_req_mu; io_closed: the hub has stopped taking them. */
     pthread_mutex_t io_req_mu;
-    struct gh__io_req *io_reqs;
+    struct gh__hubcall *io_reqs, *io_reqs_tail;
     bool io_closed;
     _Alignas(GH_CACHELINE) struct gh__stats_shared sh;
 };
@@ -338,6 +339,7 @@ int gh__topology_ncores(void);
 int gh__io_hub_init(struct gh__hub *h);
 void gh__io_hub_fini(struct gh__hub *h);     /* before the loop closes */
 void gh__io_hub_requests(struct gh__hub *h); /* from the hub's uv_async */
+
 void gh__io_runtime_start(void);
 
 /* Stats: single-writer counters; a relaxed load+store, never a lock. */

@@ -191,6 +191,17 @@ int gh__park(gh_greenlet *self, uint64_t gen, int64_t timeout_ms,
     return r == GH_WAKE_TIMEOUT && by_scope ? GH_WAKE_DEADLINE : r;
 }
 
+/* gh__park for a wait only its waker may end: no timer, no deadline
+ * scope, and a kill that came before is not acted on (one that comes
+ * during the wait still claims it: the caller loops). */
+int gh__park_until_woken(gh_greenlet *self)
+{
+    struct gh__hub *h = gh__hub_self();
+    self->unlock_fn = NULL;
+    gh__switch_out(h, self, GH_ACT_PARK);
+    return (int)(atomic_load_explicit(&self->wait, memory_order_acquire) & 0xff);
+}
+
 int gh__reason_errno(int reason)
 {
     switch (reason) {

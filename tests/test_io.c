@@ -3,6 +3,7 @@
 #include "gh_test.h"
 
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -490,6 +491,120 @@ static void test_mirrors_block_a_plain_thread(void **state)
     assert_int_equal(gh_close(sv[1]), 0);
 }
 
+/* ---- gh_blocking and gh_getaddrinfo -------------------------------------------- */
+
+static _Atomic long ticks;
+static _Atomic int blocking_running;
+static pthread_t hub_thread;
+
+static void *slow_call(void *arg)
+{
+    /* Runs on a pool thread, not the hub's. */
+    assert_false(pthread_equal(pthread_self(), hub_thread));
+    atomic_store(&blocking_running, 1);
+    struct timespec ts = { 0, 150 * 1000000 };
+    nanosleep(&ts, NULL);
+    atomic_store(&blocking_running, 0);
+    return (void *)((intptr_t)arg * 2);
+}
+
+static void *which_thread(void *arg)
+{
+    (void)arg;
+    return (void *)(uintptr_t)pthread_self();
+}
+
+static void *ticker(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&blocking_running))
+        gh_sleep_ms(1);
+    while (atomic_load(&blocking_running)) {
+        atomic_fetch_add(&ticks, 1);
+        gh_sleep_ms(1);
+    }
+    return NULL;
+}
+
+static void *killed_blocker(void *arg)
+{
+    (void)arg;
+    void *res = NULL;
+    assert_int_equal(gh_blocking(slow_call, (void *)5, &res), 0);   /* not cut short */
+    assert_ptr_equal(res, (void *)10);
+    return (void *)(intptr_t)gh_sleep_ms(1000);   /* the kill shows here */
+}
+
+static void *blocking_main(void *arg)
+{
+    (void)arg;
+    hub_thread = pthread_self();
+    gh_greenlet *t = gh_spawn(ticker, NULL);
+    void *res = NULL;
+    assert_int_equal(gh_blocking(slow_call, (void *)21, &res), 0);
+    assert_ptr_equal(res, (void *)42);
+    assert_int_equal(gh_join(t, NULL), 0);
+    /* The one hub kept running the ticker while slow_call slept. */
+    assert_true(atomic_load(&ticks) >= 20);
+
+    gh_greenlet *k = gh_spawn(killed_blocker, NULL);
+    gh_sleep_ms(50);
+    assert_int_equal(gh_kill(k), 0);
+    assert_int_equal(gh_join(k, &res), 0);
+    assert_int_equal((intptr_t)res, ECANCELED);
+    assert_int_equal(gh_blocking(NULL, NULL, NULL), EINVAL);
+    return NULL;
+}
+
+static void test_blocking_runs_off_the_hub_while_it_runs_others(void **state)
+{
+    (void)state;
+    gh_test_run(1, blocking_main, NULL);
+    /* On a plain thread fn runs right there. */
+    void *res = NULL;
+    assert_int_equal(gh_blocking(which_thread, NULL, &res), 0);
+    assert_true(pthread_equal((pthread_t)(uintptr_t)res, pthread_self()));
+}
+
+static int gai_ok(const char *name)
+{
+    struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL;
+    int r = gh_getaddrinfo(name, "80", &hints, &res);
+    if (r == 0) {
+        assert_non_null(res);
+        freeaddrinfo(res);
+    }
+    return r;
+}
+
+static void *gai_main(void *arg)
+{
+    (void)arg;
+    assert_int_equal(gai_ok("localhost"), 0);
+    assert_int_equal(gai_ok("127.0.0.1"), 0);
+    /* A name that cannot exist: an EAI_* error (NONAME, or AGAIN/FAIL/
+     * SYSTEM when no resolver answers here), bounded by a scope. */
+    int tok = gh_timeout_begin(3000);
+    assert_int_not_equal(gai_ok("no-such-host.invalid"), 0);
+    gh_timeout_end(tok);
+    /* A scope that has expired: the lookup is abandoned, not waited for. */
+    tok = gh_timeout_begin(0);
+    struct addrinfo *res = NULL;
+    int r = gh_getaddrinfo("localhost", "80", NULL, &res);
+    gh_timeout_end(tok);
+    assert_int_equal(r, EAI_SYSTEM);
+    assert_int_equal(errno, ETIMEDOUT);
+    gh_sleep_ms(50);   /* the abandoned lookup finishes and frees itself */
+    return NULL;
+}
+
+static void test_getaddrinfo_resolves_and_fails_cleanly(void **state)
+{
+    (void)state;
+    gh_test_run(2, gai_main, NULL);
+    assert_int_equal(gai_ok("localhost"), 0);   /* plain thread */
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_thousand_connections_echo_across_hubs),
     cmocka_unit_test(test_64mib_through_tiny_buffers_arrives_intact),
@@ -499,5 +614,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_error_paths_get_the_calls_errno),
     cmocka_unit_test(test_dial_times_out_against_a_full_listener),
     cmocka_unit_test(test_mirrors_block_a_plain_thread),
+    cmocka_unit_test(test_blocking_runs_off_the_hub_while_it_runs_others),
+    cmocka_unit_test(test_getaddrinfo_resolves_and_fails_cleanly),
 };
 GH_TEST_MAIN(tests)

@@ -37,6 +37,8 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+struct addrinfo;
+
 #ifndef GH_API
 #define GH_API __attribute__((visibility("default")))
 #endif
@@ -102,10 +104,32 @@ GH_API int gh_tcp_listen_opts(const char *host, const char *port, int backlog,
  * with what remains of timeout_ms (-1: no limit but the kernel's).  Returns
  * a connected non-blocking, close-on-exec fd with TCP_NODELAY set, or -1
  * and errno: the last address's error, ETIMEDOUT, ECANCELED, EINVAL (NULL
- * host or port, timeout_ms < -1), or ENOENT when the name does not resolve
- * (the getaddrinfo error is not an errno).  Name lookup runs on the calling
- * thread for now: use numeric addresses or names in /etc/hosts on hubs. */
+ * host or port, timeout_ms < -1), ENOENT when the name does not resolve,
+ * EAGAIN when the resolver failed for now.  The lookup counts against
+ * timeout_ms. */
 GH_API int gh_tcp_dial(const char *host, const char *port, int64_t timeout_ms);
+
+/* ---- work that cannot be made non-blocking -------------------------------- */
+
+/* getaddrinfo(3) run on libuv's thread pool while the greenlet parks (on
+ * a plain thread: getaddrinfo itself).  Same arguments and results: 0 and
+ * *res (free it with freeaddrinfo), or an EAI_* code; EAI_SYSTEM with
+ * errno ETIMEDOUT (deadline scope) or ECANCELED (gh_kill) when the wait
+ * was cut short -- the lookup then finishes and is freed on its own. */
+GH_API int gh_getaddrinfo(const char *node, const char *service,
+                          const struct addrinfo *hints, struct addrinfo **res);
+
+/* Runs fn(arg) on libuv's thread pool while the calling greenlet parks and
+ * its hub runs other greenlets: for file I/O and C calls that block and
+ * cannot be made not to.  *result (if result is not NULL) receives fn's
+ * return value.  On a plain thread fn runs right there.
+ *
+ * fn may use the caller's memory, so the call always waits for fn to
+ * return: a gh_kill or deadline scope does not cut it short (the greenlet
+ * sees them at its next wait).  The pool has 4 threads unless
+ * UV_THREADPOOL_SIZE says otherwise (read once, at its first use); calls
+ * beyond that queue.  Returns 0, EINVAL for a NULL fn, or ENOMEM. */
+GH_API int gh_blocking(void *(*fn)(void *arg), void *arg, void **result);
 
 #ifdef __cplusplus
 }
