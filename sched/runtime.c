@@ -94,11 +94,21 @@ static int hub_init(struct gh__hub *h)
     return err;
 }
 
+static void close_leftover(uv_handle_t *hd, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(hd))
+        uv_close(hd, NULL);
+}
+
 static void hub_fini(struct gh__hub *h)
 {
     gh__io_hub_fini(h);
     uv_close((uv_handle_t *)&h->async, close_cb);
     uv_close((uv_handle_t *)&h->timer, close_cb);
+    /* Handles of greenlets the stop abandoned mid-wait (io/signal.c): they
+     * live on those greenlets' stacks, which are still mapped. */
+    uv_walk(&h->loop, close_leftover, NULL);
     uv_run(&h->loop, UV_RUN_DEFAULT);   /* runs the close callbacks */
     uv_loop_close(&h->loop);
     gh__timer_destroy(h);

@@ -6,6 +6,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -605,6 +606,70 @@ static void test_getaddrinfo_resolves_and_fails_cleanly(void **state)
     assert_int_equal(gai_ok("localhost"), 0);   /* plain thread */
 }
 
+/* ---- signals ------------------------------------------------------------------- */
+
+static void *sig_waiter(void *arg)
+{
+    return (void *)(intptr_t)gh_signal_wait((int)(intptr_t)arg, 5000);
+}
+
+static void *sig_sender(void *arg)
+{
+    (void)arg;
+    gh_sleep_ms(50);
+    kill(getpid(), SIGUSR1);
+    return NULL;
+}
+
+static void *signal_main(void *arg)
+{
+    (void)arg;
+    gh_spawn_opts on0 = { .hub = 0, .pinned = 1 };
+    gh_greenlet *w1 = gh_spawn_with(&on0, sig_waiter, (void *)SIGUSR1);
+    gh_greenlet *w2 = gh_spawn(sig_waiter, (void *)SIGUSR1);
+    gh_greenlet *s = gh_spawn(sig_sender, NULL);
+    void *r1, *r2;
+    assert_int_equal(gh_join(w1, &r1), 0);
+    assert_int_equal(gh_join(w2, &r2), 0);
+    assert_int_equal(gh_join(s, NULL), 0);
+    assert_int_equal((intptr_t)r1, 0);   /* every waiter woke */
+    assert_int_equal((intptr_t)r2, 0);
+
+    uint64_t t0 = now_ms();
+    assert_int_equal(gh_signal_wait(SIGUSR2, 50), ETIMEDOUT);
+    assert_true(now_ms() - t0 >= 50);
+    gh_greenlet *k = gh_spawn(sig_waiter, (void *)SIGUSR2);
+    gh_sleep_ms(20);
+    assert_int_equal(gh_kill(k), 0);
+    assert_int_equal(gh_join(k, &r1), 0);
+    assert_int_equal((intptr_t)r1, ECANCELED);
+    assert_int_equal(gh_signal_wait(SIGKILL, 0), EINVAL);
+    assert_int_equal(gh_signal_wait(0, 0), EINVAL);
+    assert_int_equal(gh_signal_wait(SIGUSR1, -2), EINVAL);
+    return NULL;
+}
+
+static void *thread_sender(void *arg)
+{
+    (void)arg;
+    struct timespec ts = { 0, 50 * 1000000 };
+    nanosleep(&ts, NULL);
+    kill(getpid(), SIGUSR1);
+    return NULL;
+}
+
+static void test_signal_wait_wakes_every_waiter_times_out_and_cancels(void **state)
+{
+    (void)state;
+    gh_test_run(2, signal_main, NULL);
+    /* A plain thread waits the same way. */
+    pthread_t th;
+    pthread_create(&th, NULL, thread_sender, NULL);
+    assert_int_equal(gh_signal_wait(SIGUSR1, 5000), 0);
+    pthread_join(th, NULL);
+    assert_int_equal(gh_signal_wait(SIGUSR2, 30), ETIMEDOUT);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_thousand_connections_echo_across_hubs),
     cmocka_unit_test(test_64mib_through_tiny_buffers_arrives_intact),
@@ -616,5 +681,6 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_mirrors_block_a_plain_thread),
     cmocka_unit_test(test_blocking_runs_off_the_hub_while_it_runs_others),
     cmocka_unit_test(test_getaddrinfo_resolves_and_fails_cleanly),
+    cmocka_unit_test(test_signal_wait_wakes_every_waiter_times_out_and_cancels),
 };
 GH_TEST_MAIN(tests)

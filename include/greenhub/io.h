@@ -131,6 +131,21 @@ GH_API int gh_getaddrinfo(const char *node, const char *service,
  * beyond that queue.  Returns 0, EINVAL for a NULL fn, or ENOMEM. */
 GH_API int gh_blocking(void *(*fn)(void *arg), void *arg, void **result);
 
+/* ---- signals ------------------------------------------------------------------ */
+
+/* Waits until the process receives signal signum (uv_signal: while anyone
+ * waits, the signal is caught and does not take its default action), for
+ * at most timeout_ms (-1 forever, 0 polls).  Every greenlet and thread
+ * waiting for signum wakes.  For a clean shutdown:
+ *
+ *     gh_signal_wait(SIGTERM, -1);   // in a greenlet of its own
+ *     ... stop accepting, drain, return from main ...
+ *
+ * A signal that arrives while nobody waits is not queued for a later
+ * wait.  Returns 0; ETIMEDOUT; ECANCELED; EINVAL for a signal that cannot
+ * be caught (SIGKILL, SIGSTOP) or out of range, or timeout_ms < -1. */
+GH_API int gh_signal_wait(int signum, int64_t timeout_ms);
+
 #ifdef __cplusplus
 }
 #endif
