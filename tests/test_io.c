@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -670,6 +671,102 @@ static void test_signal_wait_wakes_every_waiter_times_out_and_cancels(void **sta
     assert_int_equal(gh_signal_wait(SIGUSR2, 30), ETIMEDOUT);
 }
 
+/* ---- child processes -------------------------------------------------------------- */
+
+enum { CAT_BYTES = 1 << 20 };   /* 16 pipe buffers: both directions must flow */
+
+static void *cat_feeder(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    static char buf[4096];
+    for (size_t off = 0; off < CAT_BYTES; off += sizeof buf) {
+        for (size_t k = 0; k < sizeof buf; k++)
+            buf[k] = (char)pattern(off + k);
+        assert_int_equal(write_full(fd, buf, sizeof buf), (ssize_t)sizeof buf);
+    }
+    assert_int_equal(gh_close(fd), 0);   /* cat sees EOF */
+    return NULL;
+}
+
+static void *process_main(void *arg)
+{
+    (void)arg;
+    char *cat[] = { "cat", NULL };
+    gh_process_opts o = { .argv = cat, .stdio = { GH_STDIO_PIPE, GH_STDIO_PIPE, GH_STDIO_INHERIT } };
+    gh_process *p = gh_process_spawn(&o);
+    assert_non_null(p);
+    assert_true(gh_process_pid(p) > 0);
+    assert_int_equal(gh_process_fd(p, 2), -1);
+    gh_greenlet *f = gh_spawn(cat_feeder, (void *)(intptr_t)gh_process_fd(p, 0));
+    int out = gh_process_fd(p, 1);
+    unsigned char buf[3000];
+    size_t got = 0;
+    ssize_t n;
+    while ((n = gh_read(out, buf, sizeof buf)) > 0) {
+        for (ssize_t k = 0; k < n; k++)
+            if (buf[k] != pattern(got + (size_t)k))
+                fail_msg("byte %zu corrupted", got + (size_t)k);
+        got += (size_t)n;
+    }
+    assert_int_equal(n, 0);
+    assert_int_equal(got, CAT_BYTES);
+    assert_int_equal(gh_join(f, NULL), 0);
+    int st = -1;
+    assert_int_equal(gh_process_wait(p, 5000, &st), 0);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_int_equal(gh_process_wait(p, 0, &st), 0);   /* again: same answer */
+    gh_close(out);
+    gh_process_free(p);
+
+    /* A wait that times out, then a kill. */
+    char *slp[] = { "sleep", "10", NULL };
+    gh_process_opts so = { .argv = slp };
+    p = gh_process_spawn(&so);
+    assert_non_null(p);
+    uint64_t t0 = now_ms();
+    assert_int_equal(gh_process_wait(p, 50, &st), ETIMEDOUT);
+    assert_true(now_ms() - t0 >= 50);
+    assert_int_equal(gh_process_kill(p, SIGTERM), 0);
+    assert_int_equal(gh_process_wait(p, 5000, &st), 0);
+    assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM);
+    assert_int_equal(gh_process_kill(p, SIGTERM), ESRCH);   /* reaped: no one to hit */
+    gh_process_free(p);
+
+    /* Exit status and environment and cwd reach the child. */
+    char *sh[] = { "sh", "-c", "test \"$GH_X\" = 7 && test \"$(pwd)\" = / && exit 3", NULL };
+    char *env[] = { "GH_X=7", "PATH=/usr/bin:/bin", NULL };
+    gh_process_opts eo = { .argv = sh, .envp = env, .cwd = "/",
+                           .stdio = { GH_STDIO_NULL, GH_STDIO_NULL, GH_STDIO_NULL } };
+    p = gh_process_spawn(&eo);
+    assert_non_null(p);
+    assert_int_equal(gh_process_wait(p, -1, &st), 0);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 3);
+    gh_process_free(p);
+
+    char *none[] = { "/no/such/program", NULL };
+    gh_process_opts no = { .argv = none };
+    assert_null(gh_process_spawn(&no));
+    assert_int_equal(errno, ENOENT);
+    assert_null(gh_process_spawn(NULL));
+    assert_int_equal(errno, EINVAL);
+    return NULL;
+}
+
+static void test_process_cat_through_pipes_wait_timeout_and_kill(void **state)
+{
+    (void)state;
+    gh_test_run(2, process_main, NULL);
+    /* A plain thread spawns and waits the same way. */
+    char *tru[] = { "true", NULL };
+    gh_process_opts o = { .argv = tru };
+    gh_process *p = gh_process_spawn(&o);
+    assert_non_null(p);
+    int st = -1;
+    assert_int_equal(gh_process_wait(p, 5000, &st), 0);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    gh_process_free(p);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_thousand_connections_echo_across_hubs),
     cmocka_unit_test(test_64mib_through_tiny_buffers_arrives_intact),
@@ -682,5 +779,6 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_blocking_runs_off_the_hub_while_it_runs_others),
     cmocka_unit_test(test_getaddrinfo_resolves_and_fails_cleanly),
     cmocka_unit_test(test_signal_wait_wakes_every_waiter_times_out_and_cancels),
+    cmocka_unit_test(test_process_cat_through_pipes_wait_timeout_and_kill),
 };
 GH_TEST_MAIN(tests)

@@ -146,6 +146,45 @@ GH_API int gh_blocking(void *(*fn)(void *arg), void *arg, void **result);
  * be caught (SIGKILL, SIGSTOP) or out of range, or timeout_ms < -1. */
 GH_API int gh_signal_wait(int signum, int64_t timeout_ms);
 
+/* ---- child processes ------------------------------------------------------ */
+
+typedef struct gh_process gh_process;
+
+enum { GH_STDIO_INHERIT = 0, GH_STDIO_PIPE = 1, GH_STDIO_NULL = 2 };
+
+typedef struct gh_process_opts {
+    char *const *argv;   /* required; argv[0] is the program (PATH searched) */
+    char *const *envp;   /* NULL: this process's environment */
+    const char *cwd;     /* NULL: this process's working directory */
+    int stdio[3];        /* stdin, stdout, stderr: GH_STDIO_* (0: inherit) */
+} gh_process_opts;
+
+/* Starts a child.  For each GH_STDIO_PIPE slot, gh_process_fd gives this
+ * side's end of a pipe (non-blocking, close-on-exec) for gh_read/gh_write;
+ * those fds are the caller's to gh_close (closing the stdin pipe gives the
+ * child EOF).  Returns the process, or NULL and errno: EINVAL (no argv, bad
+ * stdio), ENOENT/EACCES (the program), EMFILE, ENOMEM. */
+GH_API gh_process *gh_process_spawn(const gh_process_opts *opts);
+/* The child's pid (-1 for NULL). */
+GH_API int gh_process_pid(const gh_process *p);
+/* This side's end of pipe `which` (0 stdin, 1 stdout, 2 stderr), or -1. */
+GH_API int gh_process_fd(const gh_process *p, int which);
+/* Waits until the child exits, for at most timeout_ms (-1 forever, 0
+ * polls); a greenlet parks, a plain thread blocks.  *status (if not NULL)
+ * receives waitpid(2)'s status: test it with WIFEXITED, WEXITSTATUS,
+ * WIFSIGNALED, WTERMSIG.  May be called again, from anywhere, after it
+ * returned 0.  Returns 0; ETIMEDOUT; ECANCELED; EINVAL for NULL or
+ * timeout_ms < -1. */
+GH_API int gh_process_wait(gh_process *p, int64_t timeout_ms, int *status);
+/* Sends signum to the child (through a pidfd: never to another process
+ * that reused its pid).  Returns 0, EINVAL, or the error of
+ * pidfd_send_signal (ESRCH once the child has been waited for). */
+GH_API int gh_process_kill(gh_process *p, int signum);
+/* Releases p (not the pipe fds).  Wait for the child first: one freed
+ * while it runs is never reaped by greenhub (a zombie when it exits,
+ * unless the program reaps it). */
+GH_API void gh_process_free(gh_process *p);
+
 #ifdef __cplusplus
 }
 #endif
