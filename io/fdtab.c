@@ -110,3 +110,24 @@ void gh__io_sigpipe_once(void)
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, ignore_sigpipe);
 }
+
+/* ---- descriptors freed, for accepts out of them (sys.c) ------------------------ */
+
+static gh_event fd_freed;            /* all-zero: a valid, clear event */
+static _Atomic int fd_freed_waiters;
+
+void gh__fd_freed_notify(void)
+{
+    if (atomic_load_explicit(&fd_freed_waiters, memory_order_relaxed))
+        gh_event_set(&fd_freed);
+}
+
+void gh__fd_freed_wait(int64_t ms)
+{
+    atomic_fetch_add(&fd_freed_waiters, 1);
+    /* A set that comes before this clear is lost to us: the timeout bounds
+     * what that costs. */
+    gh_event_clear(&fd_freed);
+    gh_event_wait(&fd_freed, ms);
+    atomic_fetch_sub(&fd_freed_waiters, 1);
+}

@@ -38,6 +38,10 @@ int gh__fd_nonblock(int fd);
 /* The wait behind every green call: gh_wait_fd without argument checks,
  * bounded by the caller's deadline scope.  Returns 0 or an errno. */
 int gh__io_wait(int fd, int events, int64_t timeout_ms);
+/* gh_close says a descriptor was freed; an accept that ran out of them
+ * waits for that, at most ms. */
+void gh__fd_freed_notify(void);
+void gh__fd_freed_wait(int64_t ms);
 /* SIGPIPE ignored process-wide if its disposition is the default (once). */
 void gh__io_sigpipe_once(void);
 

@@ -443,6 +443,8 @@ int gh_close(int fd)
     }
     atomic_store_explicit(&st->closing, false, memory_order_release);
     gh__spin_unlock(&st->lock);
+    if (r == 0)
+        gh__fd_freed_notify();
     errno = err;
     return r;
 }

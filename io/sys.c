@@ -98,6 +98,13 @@ ssize_t gh_sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
     GREEN_CALL(out_fd, GH_WRITE, 0, sendfile(out_fd, in_fd, offset, count));
 }
 
+/* Out of descriptors, an accept fails at once, and a server that retries
+ * (what else can it do) would spin: the connection stays queued and the
+ * listener stays readable.  So the failure is returned only after a wait
+ * for a gh_close to free a descriptor, or EMFILE_WAIT_MS (descriptors
+ * freed by close(2) are only seen that way). */
+enum { EMFILE_WAIT_MS = 100 };
+
 int gh_accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
 {
     if (prepare(fd) < 0)
@@ -106,6 +113,11 @@ int gh_accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
     while ((c = accept4(fd, addr, addrlen, flags | SOCK_NONBLOCK | SOCK_CLOEXEC)) < 0 &&
            again(fd, GH_READ, 0))
         ;
+    if (c < 0 && (errno == EMFILE || errno == ENFILE)) {
+        int e = errno;
+        gh__fd_freed_wait(EMFILE_WAIT_MS);
+        errno = e;
+    }
     if (c >= 0) {
         struct gh__fdstate *st = gh__fdstate_get(c);
         if (st)   /* made non-blocking above: no fcntl on its first use */

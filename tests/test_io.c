@@ -767,6 +767,72 @@ static void test_process_cat_through_pipes_wait_timeout_and_kill(void **state)
     gh_process_free(p);
 }
 
+/* ---- a listener out of descriptors ---------------------------------------------- */
+
+static _Atomic int emfile_fails, emfile_served;
+
+static void *emfile_acceptor(void *arg)
+{
+    int l = (int)(intptr_t)arg;
+    while (atomic_load(&emfile_served) < 2) {
+        int c = gh_accept(l, NULL, NULL);
+        if (c < 0) {
+            assert_int_equal(errno, EMFILE);
+            atomic_fetch_add(&emfile_fails, 1);
+            continue;   /* what a server does: try again */
+        }
+        assert_int_equal(gh_write(c, "ok", 2), 2);
+        gh_close(c);
+        atomic_fetch_add(&emfile_served, 1);
+    }
+    return NULL;
+}
+
+static void *emfile_main(void *arg)
+{
+    (void)arg;
+    int l = gh_tcp_listen("127.0.0.1", "0", 16);
+    assert_true(l >= 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)local_port(l)),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    int c1 = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int c2 = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_int_equal(gh_connect(c1, (struct sockaddr *)&a, sizeof a), 0);
+    /* Use up every descriptor, so the pending connection cannot be taken. */
+    static int hog[65536];
+    int nhog = 0;
+    while (nhog < 65536 && (hog[nhog] = dup(0)) >= 0)
+        nhog++;
+    assert_int_equal(errno, EMFILE);
+    gh_greenlet *acc = gh_spawn(emfile_acceptor, (void *)(intptr_t)l);
+    gh_sleep_ms(300);
+    /* It kept failing, slowly: at most one try per 100 ms, plus slack. */
+    int fails = atomic_load(&emfile_fails);
+    assert_true(fails >= 1 && fails <= 10);
+    assert_int_equal(atomic_load(&emfile_served), 0);
+    for (int i = 0; i < nhog; i++)
+        gh_close(hog[i]);
+    char buf[2];
+    assert_int_equal(read_full(c1, buf, 2), 2);   /* served once fds freed */
+    assert_int_equal(gh_connect(c2, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(read_full(c2, buf, 2), 2);   /* and keeps serving */
+    assert_int_equal(gh_join(acc, NULL), 0);
+    gh_close(c1);
+    gh_close(c2);
+    gh_close(l);
+    return NULL;
+}
+
+static void test_listener_out_of_fds_keeps_serving_without_spinning(void **state)
+{
+    (void)state;
+    struct rlimit rl;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    rl.rlim_cur = 256;   /* small, so the hog is quick */
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    gh_test_run(1, emfile_main, NULL);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_thousand_connections_echo_across_hubs),
     cmocka_unit_test(test_64mib_through_tiny_buffers_arrives_intact),
@@ -780,5 +846,6 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_getaddrinfo_resolves_and_fails_cleanly),
     cmocka_unit_test(test_signal_wait_wakes_every_waiter_times_out_and_cancels),
     cmocka_unit_test(test_process_cat_through_pipes_wait_timeout_and_kill),
+    cmocka_unit_test(test_listener_out_of_fds_keeps_serving_without_spinning),
 };
 GH_TEST_MAIN(tests)

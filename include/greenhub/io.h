@@ -74,7 +74,11 @@ GH_API ssize_t gh_sendto(int fd, const void *buf, size_t len, int flags,
 /* Waits for out_fd to be writable when it would block; in_fd is read as
  * sendfile(2) reads it (a regular file does not wait). */
 GH_API ssize_t gh_sendfile(int out_fd, int in_fd, off_t *offset, size_t count);
-/* The new descriptor is non-blocking and close-on-exec. */
+/* The new descriptor is non-blocking and close-on-exec.  Out of
+ * descriptors (EMFILE, ENFILE) it fails as accept does, but only after
+ * waiting up to 100 ms for a gh_close to free one: a server loop that
+ * retries then neither spins nor stalls, and serves again as soon as
+ * descriptors free up. */
 GH_API int gh_accept(int fd, struct sockaddr *addr, socklen_t *addrlen);
 /* flags as accept4(2); SOCK_NONBLOCK and SOCK_CLOEXEC are always added. */
 GH_API int gh_accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags);
