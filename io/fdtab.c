@@ -59,9 +59,12 @@ int gh__fd_mark_hub(struct gh__fdstate *st, unsigned hub)
      * without the lock: a gh_close that starts after this read still sees
      * the bit, and asks this hub, whose thread is the one running here,
      * so it retires the watch after this wait has registered. */
-    if (atomic_load_explicit(&st->epoch, memory_order_acquire) == now &&
-        (atomic_load_explicit(&st->hubmask, memory_order_relaxed) & bit) &&
-        !atomic_load_explicit(&st->closing, memory_order_acquire))
+    /* closing first (acquire), then the mask: read the other way round, a
+     * weakly ordered CPU could pair a bit from before a finished close with
+     * `closing == false` from after it. */
+    if (!atomic_load_explicit(&st->closing, memory_order_acquire) &&
+        atomic_load_explicit(&st->epoch, memory_order_acquire) == now &&
+        (atomic_load_explicit(&st->hubmask, memory_order_acquire) & bit))
         return 0;
     gh__spin_lock(&st->lock);
     int err = 0;
@@ -90,9 +93,20 @@ int gh__fd_nonblock(int fd)
         return errno;
     if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
         return errno;
-    if (st)
-        atomic_store_explicit(&st->nb, 1, memory_order_relaxed);
+    gh__fd_mark_nonblock(st);
     return 0;
+}
+
+void gh__fd_mark_nonblock(struct gh__fdstate *st)
+{
+    if (!st)
+        return;
+    /* Under the lock, and not while a gh_close runs: the flag must not
+     * outlive the fd it describes (gh_close clears it under this lock). */
+    gh__spin_lock(&st->lock);
+    if (!atomic_load_explicit(&st->closing, memory_order_relaxed))
+        atomic_store_explicit(&st->nb, 1, memory_order_relaxed);
+    gh__spin_unlock(&st->lock);
 }
 
 static void ignore_sigpipe(void)

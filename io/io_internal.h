@@ -35,6 +35,8 @@ uint32_t gh__io_epoch(void);
 int gh__fd_mark_hub(struct gh__fdstate *st, unsigned hub);
 /* Makes fd non-blocking (once per fd; remembered).  Returns 0 or errno. */
 int gh__fd_nonblock(int fd);
+/* Remembers that st's fd is non-blocking (one we made so). */
+void gh__fd_mark_nonblock(struct gh__fdstate *st);
 /* The wait behind every green call: gh_wait_fd without argument checks,
  * bounded by the caller's deadline scope.  Returns 0 or an errno. */
 int gh__io_wait(int fd, int events, int64_t timeout_ms);

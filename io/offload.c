@@ -133,7 +133,11 @@ int gh_getaddrinfo(const char *node, const char *service,
 {
     struct gh__hub *h = gh__hub_self();
     gh_greenlet *self = h ? h->current : NULL;
-    if (!self || !res || (!node && !service))
+    if (!res) {
+        errno = EINVAL;
+        return EAI_SYSTEM;
+    }
+    if (!self || (!node && !service))
         return getaddrinfo(node, service, hints, res);   /* plain thread, or its error */
     struct gai_req *r = calloc(1, sizeof *r);
     if (!r)

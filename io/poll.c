@@ -44,6 +44,7 @@
 #include "io_internal.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -257,7 +258,8 @@ static int wait_thread(int fd, int events, int64_t timeout_ms)
         } else if (at) {
             uint64_t now = gh__now_ns();
             uint64_t left = at > now ? at - now : 0;
-            ms = (int)((left + 999999) / 1000000);   /* never early */
+            uint64_t lms = (left + 999999) / 1000000;   /* never early */
+            ms = lms > INT_MAX ? INT_MAX : (int)lms;
         }
         int r = poll(&pfd, 1, ms);
         if (r > 0)
@@ -425,6 +427,9 @@ int gh_close(int fd)
         return -1;
     }
     atomic_store_explicit(&st->closing, true, memory_order_relaxed);
+    /* Forget O_NONBLOCK now, not after close(2): a blocking fd that gets
+     * the number in between must not be taken for non-blocking. */
+    atomic_store_explicit(&st->nb, 0, memory_order_relaxed);
     uint64_t mask = 0;
     if (rt && atomic_load_explicit(&st->epoch, memory_order_relaxed) == gh__io_epoch())
         mask = atomic_load_explicit(&st->hubmask, memory_order_relaxed);
@@ -437,15 +442,14 @@ int gh_close(int fd)
         err = r < 0 ? errno : 0;
     }
     gh__spin_lock(&st->lock);
-    if (r == 0 || err != ENOMEM) {
+    if (r == 0 || err != ENOMEM)
         atomic_store_explicit(&st->hubmask, 0, memory_order_relaxed);
-        atomic_store_explicit(&st->nb, 0, memory_order_relaxed);
-    }
     atomic_store_explicit(&st->closing, false, memory_order_release);
     gh__spin_unlock(&st->lock);
     if (r == 0)
         gh__fd_freed_notify();
-    errno = err;
+    else
+        errno = err;   /* on success errno is left alone, as close(2) does */
     return r;
 }
 

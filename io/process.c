@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
 #include <sys/pidfd.h>
@@ -46,9 +47,7 @@ static int make_pipe(struct gh_process *p, int which, int *child)
     p->fd[which] = mine;
     if (fcntl(mine, F_SETFL, O_NONBLOCK) < 0)
         return errno;
-    struct gh__fdstate *st = gh__fdstate_get(mine);
-    if (st)
-        atomic_store_explicit(&st->nb, 1, memory_order_relaxed);
+    gh__fd_mark_nonblock(gh__fdstate_get(mine));
     return 0;
 }
 
@@ -83,11 +82,23 @@ static int stdio_actions(struct gh_process *p, const gh_process_opts *o,
     return 0;
 }
 
+/* The child starts with SIGPIPE at its default: the library ignores it
+ * in this process (io.h), and an ignored disposition survives exec --
+ * `producer | head` would then never stop the producer. */
+static int child_signals(posix_spawnattr_t *at)
+{
+    sigset_t def;
+    sigemptyset(&def);
+    sigaddset(&def, SIGPIPE);
+    int err = posix_spawnattr_setsigdefault(at, &def);
+    return err ? err : posix_spawnattr_setflags(at, POSIX_SPAWN_SETSIGDEF);
+}
+
 static void process_destroy(struct gh_process *p)
 {
     for (int i = 0; i < 3; i++)
         if (p->fd[i] >= 0)
-            close(p->fd[i]);
+            gh_close(p->fd[i]);   /* also forgets its O_NONBLOCK */
     pthread_mutex_destroy(&p->mu);
     free(p);
 }
@@ -107,19 +118,31 @@ gh_process *gh_process_spawn(const gh_process_opts *o)
     pthread_mutex_init(&p->mu, NULL);
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
+    posix_spawnattr_t at;
+    posix_spawnattr_init(&at);
     int close_after[3] = { -1, -1, -1 };
     int err = stdio_actions(p, o, &fa, close_after);
     if (!err)
-        err = posix_spawnp(&p->pid, o->argv[0], &fa, NULL, o->argv,
+        err = child_signals(&at);
+    if (!err)
+        err = posix_spawnp(&p->pid, o->argv[0], &fa, &at, o->argv,
                            o->envp ? o->envp : environ);
+    posix_spawnattr_destroy(&at);
     posix_spawn_file_actions_destroy(&fa);
     for (int i = 0; i < 3; i++)
         if (close_after[i] >= 0)
             close(close_after[i]);
     if (!err && (p->pidfd = pidfd_open(p->pid, 0)) < 0) {
-        err = errno;   /* the child runs; reap it rather than leak a zombie */
-        kill(p->pid, SIGKILL);
-        waitpid(p->pid, NULL, 0);
+        /* (EMFILE, most likely.)  The child runs unwatched: stop it and
+         * reap it rather than leak it; it is ours until reaped, so the pid
+         * cannot have been reused (unless SIGCHLD is ignored: then
+         * waitpid says ECHILD and there is nothing left to do). */
+        err = errno;
+        if (waitpid(p->pid, NULL, WNOHANG) == 0) {
+            kill(p->pid, SIGKILL);
+            while (waitpid(p->pid, NULL, 0) < 0 && errno == EINTR)
+                ;
+        }
     }
     if (err) {
         process_destroy(p);
@@ -139,31 +162,54 @@ int gh_process_fd(const gh_process *p, int which)
     return p && which >= 0 && which < 3 ? p->fd[which] : -1;
 }
 
-/* Reaps the child if it has exited.  Returns true once it is reaped. */
-static bool try_reap(struct gh_process *p)
+/* Reaps the child if it has exited: 0 once reaped, EAGAIN while it runs,
+ * ECHILD if someone else reaped it (SIGCHLD ignored, a waitpid(-1)
+ * elsewhere in the program). */
+static int try_reap(struct gh_process *p)
 {
     pthread_mutex_lock(&p->mu);
-    if (!p->reaped && waitpid(p->pid, &p->status, WNOHANG) == p->pid)
-        p->reaped = true;
-    bool r = p->reaped;
+    int err = 0;
+    if (!p->reaped) {
+        pid_t r;
+        while ((r = waitpid(p->pid, &p->status, WNOHANG)) < 0 && errno == EINTR)
+            ;
+        if (r == p->pid)
+            p->reaped = true;
+        else
+            err = r == 0 ? EAGAIN : errno;
+    }
     pthread_mutex_unlock(&p->mu);
-    return r;
+    return err;
+}
+
+/* Waits (bounded by the caller's scope) until the pidfd says the child
+ * exited, then reaps it. */
+static int wait_reap(struct gh_process *p, int64_t timeout_ms)
+{
+    int err;
+    while ((err = try_reap(p)) == EAGAIN) {
+        /* Readable once the child has exited; a wait that times out or is
+         * cancelled leaves the child alone. */
+        if ((err = gh__io_wait(p->pidfd, GH_READ, timeout_ms)))
+            break;
+    }
+    return err;
 }
 
 int gh_process_wait(gh_process *p, int64_t timeout_ms, int *status)
 {
     if (!p || timeout_ms < -1)
         return EINVAL;
-    while (!try_reap(p)) {
-        /* Readable once the child has exited; a wait that times out or is
-         * cancelled leaves the child alone. */
-        int err = gh__io_wait(p->pidfd, GH_READ, timeout_ms);
-        if (err)
-            return err;
-    }
-    if (status)
+    /* A scope makes timeout_ms one deadline over every pass of the loop. */
+    int tok = timeout_ms > 0 ? gh_timeout_begin(timeout_ms) : -1;
+    if (timeout_ms > 0 && tok < 0)
+        return errno;
+    int err = wait_reap(p, timeout_ms == 0 ? 0 : -1);
+    if (tok >= 0)
+        gh_timeout_end(tok);
+    if (!err && status)
         *status = p->status;
-    return 0;
+    return err;
 }
 
 int gh_process_kill(gh_process *p, int signum)

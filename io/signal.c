@@ -96,18 +96,19 @@ static int wait_thread(int signum, int64_t timeout_ms)
     uint64_t at = timeout_ms ? gh__scope_deadline(timeout_ms, &by_scope) : 0;
     uv_loop_t loop;
     struct tsigwait w = { .fired = false };
-    if (uv_loop_init(&loop) != 0)
-        return ENOMEM;
-    uv_signal_init(&loop, &w.sig);
-    uv_timer_init(&loop, &w.timer);
+    int err = -uv_loop_init(&loop);
+    if (err)
+        return err;
+    uv_signal_init(&loop, &w.sig);   /* cannot fail on Linux */
+    uv_timer_init(&loop, &w.timer);  /* nor can this */
     w.sig.data = &w;
-    int err = -uv_signal_start(&w.sig, t_on_signal, signum);
-    if (!err && timeout_ms != -1) {
+    err = -uv_signal_start(&w.sig, t_on_signal, signum);
+    if (!err && at) {   /* timeout_ms, or the scope's deadline */
         uint64_t now = gh__now_ns();
         uint64_t ms = at > now ? (at - now + 999999) / 1000000 : 0;
         uv_timer_start(&w.timer, t_on_timer, ms, 0);
     }
-    if (!err && (at || timeout_ms == -1))
+    if (!err && timeout_ms != 0)
         uv_run(&loop, UV_RUN_DEFAULT);
     uv_close((uv_handle_t *)&w.sig, NULL);
     uv_close((uv_handle_t *)&w.timer, NULL);

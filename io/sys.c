@@ -119,9 +119,8 @@ int gh_accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
         errno = e;
     }
     if (c >= 0) {
-        struct gh__fdstate *st = gh__fdstate_get(c);
-        if (st)   /* made non-blocking above: no fcntl on its first use */
-            atomic_store_explicit(&st->nb, 1, memory_order_relaxed);
+        /* made non-blocking above: no fcntl on its first use */
+        gh__fd_mark_nonblock(gh__fdstate_get(c));
     }
     return c;
 }

@@ -61,11 +61,11 @@ int gh_tcp_listen_opts(const char *host, const char *port, int backlog, int reus
         errno = err;
         return -1;
     }
-    int fd = -1;
+    int saved = errno, fd = -1;
     errno = EADDRNOTAVAIL;
     for (const struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next)
         fd = listen_on(ai, backlog > 0 ? backlog : SOMAXCONN, reuseport);
-    int e = errno;
+    int e = fd < 0 ? errno : saved;   /* success leaves errno alone */
     freeaddrinfo(res);
     errno = e;
     return fd;
@@ -99,16 +99,20 @@ int gh_tcp_dial(const char *host, const char *port, int64_t timeout_ms)
         errno = EINVAL;
         return -1;
     }
+    /* The whole dial, lookup included, is one deadline scope: each step
+     * gets what is left of timeout_ms. */
+    uint64_t end = gh__deadline_after(timeout_ms);
+    int token = timeout_ms >= 0 ? gh_timeout_begin(timeout_ms) : -1;
+    if (timeout_ms >= 0 && token < 0)
+        return -1;   /* errno from gh_timeout_begin */
     struct addrinfo *res;
     int err = resolve(host, port, 0, &res);
     if (err) {
+        if (token >= 0)
+            gh_timeout_end(token);
         errno = err;
         return -1;
     }
-    /* The whole dial is one deadline scope: each address gets what is
-     * left of timeout_ms. */
-    uint64_t end = gh__now_ns() + (uint64_t)timeout_ms * 1000000u;
-    int token = timeout_ms >= 0 ? gh_timeout_begin(timeout_ms) : -1;
     int fd = -1;
     errno = EADDRNOTAVAIL;
     for (const struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
@@ -116,10 +120,11 @@ int gh_tcp_dial(const char *host, const char *port, int64_t timeout_ms)
         if (fd < 0 && (errno == ECANCELED || (timeout_ms >= 0 && gh__now_ns() >= end)))
             break;   /* killed, or out of time: no point trying the next */
     }
-    int e = errno;
+    int e = fd < 0 ? errno : 0;
     if (token >= 0)
         gh_timeout_end(token);
     freeaddrinfo(res);
-    errno = e;
+    if (fd < 0)
+        errno = e;
     return fd;
 }

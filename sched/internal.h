@@ -72,6 +72,8 @@ void gh__dlscope_free(struct gh__dlscope *d);
 /* Absolute deadline (CLOCK_MONOTONIC ns, 0 none) for a wait of timeout_ms
  * by the caller, cut short by its deadline scope (*by_scope then true). */
 uint64_t gh__scope_deadline(int64_t timeout_ms, bool *by_scope);
+/* now + ms as CLOCK_MONOTONIC ns, saturating at UINT64_MAX ("never"). */
+uint64_t gh__deadline_after(int64_t ms);
 
 struct gh_greenlet {
     /* Saved context.  Owner: the hub running it, or nobody while queued

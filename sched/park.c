@@ -130,7 +130,7 @@ int gh_timeout_begin(int64_t ms)
         d->saved = a;
         d->cap = cap;
     }
-    uint64_t at = gh__now_ns() + (uint64_t)ms * 1000000u;
+    uint64_t at = gh__deadline_after(ms);
     d->saved[d->depth] = d->deadline_ns;
     if (d->deadline_ns == 0 || at < d->deadline_ns)
         d->deadline_ns = at;   /* nested scopes: the earliest deadline wins */
@@ -148,16 +148,28 @@ void gh_timeout_end(int token)
         gh__dlscope_free(d);
 }
 
+/* Deadlines this far away (~292 years) mean "never": a timeout that
+ * large (INT64_MAX ms included) must not wrap around into the past. */
+#define GH_NEVER UINT64_MAX
+
+uint64_t gh__deadline_after(int64_t ms)
+{
+    uint64_t now = gh__now_ns();
+    if (ms < 0 || (uint64_t)ms > (GH_NEVER - now) / 1000000u)
+        return GH_NEVER;
+    return now + (uint64_t)ms * 1000000u;
+}
+
 /* The deadline (absolute ns, 0 none) a wait of timeout_ms must respect,
  * and whether the scope (not timeout_ms) sets it. */
 static uint64_t wait_deadline(const struct gh__dlscope *d, int64_t timeout_ms,
                               bool *by_scope)
 {
-    uint64_t at = 0;
-    if (timeout_ms > 0)
-        at = gh__now_ns() + (uint64_t)timeout_ms * 1000000u;
-    *by_scope = d->deadline_ns && (timeout_ms < 0 || d->deadline_ns < at);
-    return *by_scope ? d->deadline_ns : at;
+    uint64_t at = timeout_ms > 0 ? gh__deadline_after(timeout_ms) : GH_NEVER;
+    uint64_t scope = d->deadline_ns ? d->deadline_ns : GH_NEVER;
+    *by_scope = scope < at;
+    at = *by_scope ? scope : at;
+    return at == GH_NEVER ? 0 : at;
 }
 
 uint64_t gh__scope_deadline(int64_t timeout_ms, bool *by_scope)

@@ -161,6 +161,8 @@ int gh_sleep_ms(int64_t ms)
     if (!self) {   /* a plain thread sleeps, within its deadline scope */
         bool by_scope = false;
         uint64_t at = ms ? gh__scope_deadline(ms, &by_scope) : gh__now_ns();
+        if (!at)
+            at = UINT64_MAX;   /* too far to matter: sleep "forever" */
         struct timespec ts = { (time_t)(at / 1000000000u), (long)(at % 1000000000u) };
         while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
             ;

@@ -439,6 +439,14 @@ static void *errors_main(void *arg)
     assert_int_equal(gh_timeout_begin(-1), -1);
     assert_int_equal(errno, EINVAL);
     gh_timeout_end(12345);   /* not open: ignored */
+    int ok[2];
+    pair(ok);
+    errno = EIO;
+    assert_int_equal(gh_close(ok[0]), 0);
+    assert_int_equal(gh_close(ok[1]), 0);
+    assert_int_equal(errno, EIO);   /* success leaves errno alone */
+    assert_int_equal(gh_getaddrinfo("localhost", "80", NULL, NULL), EAI_SYSTEM);
+    assert_int_equal(errno, EINVAL);
     return NULL;
 }
 
@@ -690,6 +698,9 @@ static void test_signal_wait_wakes_every_waiter_times_out_and_cancels(void **sta
     assert_int_equal(gh_signal_wait(SIGUSR1, 5000), 0);
     pthread_join(th, NULL);
     assert_int_equal(gh_signal_wait(SIGUSR2, 30), ETIMEDOUT);
+    int t = gh_timeout_begin(30);   /* the thread's scope bounds a -1 wait */
+    assert_int_equal(gh_signal_wait(SIGUSR2, -1), ETIMEDOUT);
+    gh_timeout_end(t);
 }
 
 /* ---- child processes -------------------------------------------------------------- */
@@ -854,6 +865,127 @@ static void test_listener_out_of_fds_keeps_serving_without_spinning(void **state
     gh_test_run(1, emfile_main, NULL);
 }
 
+/* ---- edges: huge timeouts, processes reaped elsewhere, stale fd notes ----------- */
+
+static void *huge_waiter(void *arg)
+{
+    gh_event *ev = arg;
+    return (void *)(intptr_t)gh_event_wait(ev, INT64_MAX);
+}
+
+static void *huge_main(void *arg)
+{
+    (void)arg;
+    int sv[2];
+    pair(sv);
+    /* INT64_MAX ms must mean "a very long time", not wrap into the past. */
+    int t = gh_timeout_begin(INT64_MAX);
+    assert_true(t >= 0);
+    assert_int_equal(gh_sleep_ms(10), 0);
+    int inner = gh_timeout_begin(50);   /* a real scope inside still works */
+    uint64_t t0 = now_ms();
+    assert_int_equal(gh_wait_fd(sv[0], GH_READ, INT64_MAX), ETIMEDOUT);
+    assert_true(now_ms() - t0 >= 50);
+    gh_timeout_end(inner);
+    gh_timeout_end(t);
+    gh_event ev;
+    gh_event_init(&ev);
+    gh_greenlet *w = gh_spawn(huge_waiter, &ev);
+    gh_sleep_ms(30);
+    assert_int_equal(gh_event_is_set(&ev), 0);
+    gh_event_set(&ev);
+    void *r;
+    assert_int_equal(gh_join(w, &r), 0);
+    assert_int_equal((intptr_t)r, 0);   /* woken by the set, not timed out */
+    gh_close(sv[0]);
+    gh_close(sv[1]);
+    return NULL;
+}
+
+static void *late_setter(void *arg)
+{
+    struct timespec ts = { 0, 30 * 1000000 };
+    nanosleep(&ts, NULL);
+    gh_event_set(arg);
+    return NULL;
+}
+
+static void test_huge_timeouts_do_not_wrap(void **state)
+{
+    (void)state;
+    gh_test_run(1, huge_main, NULL);
+    gh_event ev;   /* a plain thread too */
+    gh_event_init(&ev);
+    pthread_t th;
+    pthread_create(&th, NULL, late_setter, &ev);
+    assert_int_equal(gh_event_wait(&ev, INT64_MAX), 0);
+    pthread_join(th, NULL);
+}
+
+static void *stale_reader(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char c;
+    int t = gh_timeout_begin(50);
+    ssize_t r = gh_read(fd, &c, 1);   /* would block the hub if fd were blocking */
+    int e = errno;
+    gh_timeout_end(t);
+    return (void *)(intptr_t)(r < 0 ? e : 0);
+}
+
+static void *process_edges_main(void *arg)
+{
+    (void)arg;
+    /* A failed spawn made its pipe ends non-blocking and closed them; a
+     * blocking pipe that reuses the numbers must be made non-blocking
+     * again, not taken for one already. */
+    char *none[] = { "/no/such/program", NULL };
+    gh_process_opts no = { .argv = none, .stdio = { GH_STDIO_PIPE, GH_STDIO_PIPE, GH_STDIO_PIPE } };
+    assert_null(gh_process_spawn(&no));
+    int bp[2];
+    assert_int_equal(pipe(bp), 0);
+    void *r;
+    gh_greenlet *g = gh_spawn(stale_reader, (void *)(intptr_t)bp[0]);
+    assert_int_equal(gh_join(g, &r), 0);
+    assert_int_equal((intptr_t)r, ETIMEDOUT);
+    gh_close(bp[0]);
+    gh_close(bp[1]);
+
+    /* The child starts with SIGPIPE at its default. */
+    char *sh[] = { "sh", "-c", "sed -n 's/^SigIgn:[[:space:]]*//p' /proc/self/status", NULL };
+    gh_process_opts so = { .argv = sh, .stdio = { GH_STDIO_NULL, GH_STDIO_PIPE, GH_STDIO_INHERIT } };
+    gh_process *p = gh_process_spawn(&so);
+    assert_non_null(p);
+    char buf[64] = { 0 };
+    ssize_t n = read_full(gh_process_fd(p, 1), buf, 16);
+    assert_int_equal(n, 16);
+    unsigned long long ign = strtoull(buf, NULL, 16);
+    assert_int_equal(ign & (1ull << (SIGPIPE - 1)), 0);
+    int st;
+    assert_int_equal(gh_process_wait(p, 5000, &st), 0);
+    gh_close(gh_process_fd(p, 1));
+    gh_process_free(p);
+
+    /* Reaped behind our back: ECHILD, at once, not a spin. */
+    signal(SIGCHLD, SIG_IGN);
+    char *tru[] = { "true", NULL };
+    gh_process_opts to = { .argv = tru };
+    p = gh_process_spawn(&to);
+    assert_non_null(p);
+    uint64_t t0 = now_ms();
+    assert_int_equal(gh_process_wait(p, 2000, &st), ECHILD);
+    assert_true(now_ms() - t0 < 1500);
+    gh_process_free(p);
+    signal(SIGCHLD, SIG_DFL);
+    return NULL;
+}
+
+static void test_process_edges_stale_nonblock_sigpipe_echild(void **state)
+{
+    (void)state;
+    gh_test_run(1, process_edges_main, NULL);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_thousand_connections_echo_across_hubs),
     cmocka_unit_test(test_64mib_through_tiny_buffers_arrives_intact),
@@ -868,5 +1000,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_signal_wait_wakes_every_waiter_times_out_and_cancels),
     cmocka_unit_test(test_process_cat_through_pipes_wait_timeout_and_kill),
     cmocka_unit_test(test_listener_out_of_fds_keeps_serving_without_spinning),
+    cmocka_unit_test(test_huge_timeouts_do_not_wrap),
+    cmocka_unit_test(test_process_edges_stale_nonblock_sigpipe_echild),
 };
 GH_TEST_MAIN(tests)

@@ -25,9 +25,11 @@
  * with close(2) directly: gh_close wakes every greenlet waiting on it (on
  * any hub) with EBADF and retires the readiness watch each hub keeps for
  * it before the number can be reused.  (A descriptor closed behind the
- * library's back leaves a stale watch; a new descriptor that reuses the
- * number may then never report readiness.  Descriptors never waited on are
- * safe either way.) */
+ * library's back leaves a stale watch and a stale "non-blocking" note: a
+ * new descriptor that reuses the number may then never report readiness,
+ * or block its hub.  Every descriptor given to a green call must be closed
+ * with gh_close.)  A plain thread blocked in a green call is not woken by
+ * gh_close: only greenlets are. */
 #ifndef GREENHUB_IO_H
 #define GREENHUB_IO_H
 
@@ -177,8 +179,10 @@ GH_API int gh_process_fd(const gh_process *p, int which);
  * polls); a greenlet parks, a plain thread blocks.  *status (if not NULL)
  * receives waitpid(2)'s status: test it with WIFEXITED, WEXITSTATUS,
  * WIFSIGNALED, WTERMSIG.  May be called again, from anywhere, after it
- * returned 0.  Returns 0; ETIMEDOUT; ECANCELED; EINVAL for NULL or
- * timeout_ms < -1. */
+ * returned 0.  Returns 0; ETIMEDOUT; ECANCELED; ECHILD if the child was
+ * reaped behind greenhub's back (SIGCHLD ignored, a waitpid(-1) elsewhere);
+ * EINVAL for NULL or timeout_ms < -1.  The child starts with SIGPIPE at
+ * its default disposition, whatever this process does with it. */
 GH_API int gh_process_wait(gh_process *p, int64_t timeout_ms, int *status);
 /* Sends signum to the child (through a pidfd: never to another process
  * that reused its pid).  Returns 0, EINVAL, or the error of
