@@ -43,5 +43,6 @@ void gh__hub_calls_close(struct gh__hub *h)
 void gh__io_hub_fini(struct gh__hub *h)
 {
     gh__hub_calls_close(h);
+    gh__signal_hub_fini(h);
     gh__poll_hub_fini(h);
 }

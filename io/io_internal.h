@@ -66,5 +66,6 @@ void gh__hub_calls_close(struct gh__hub *h);
 
 /* ---- per-hub parts, started and stopped with the hub ------------------------------ */
 void gh__poll_hub_fini(struct gh__hub *h);
+void gh__signal_hub_fini(struct gh__hub *h);
 
 #endif

@@ -1,75 +1,159 @@
 /* io/signal.c — gh_signal_wait on uv_signal.
  *
- * A greenlet waits with a uv_signal handle on its hub's loop, on its own
- * stack.  A handle may be touched only by its loop's thread, and is freed
- * only after its close callback; so the greenlet pins itself to its hub
- * for the wait (every wakeup then brings it back there: see gh__enqueue),
- * closes the handle itself and waits for the close callback before it
- * returns.  If the runtime stops meanwhile, the hub closes the handle
- * (hub_fini walks its loop) while the abandoned stack is still mapped.
+ * The first wait for a signal, while a runtime runs, starts one uv_signal
+ * handle for it on hub 0's loop (a hub call), and the handle then stays
+ * until the runtime stops.  Waiters (greenlets, or plain threads) queue on
+ * the signal's slot; the handle's callback wakes them all.  Why a handle
+ * that outlives the waits: libuv puts a signal back to SIG_DFL when its
+ * last handle stops, so per-wait handles turned `for (;;) {
+ * gh_signal_wait(SIGHUP, -1); reload(); }` into a program that a SIGHUP
+ * during reload() kills.  At stop, hub 0 closes the handles and puts back
+ * the dispositions it found before the first wait.
  *
- * A plain thread runs a private loop with the handle and a timer. */
+ * Without a runtime, a plain thread runs a private loop with a handle and a
+ * timer (and libuv restores SIG_DFL when it returns). */
 #include "io_internal.h"
 
 #include <errno.h>
 #include <signal.h>
+#include <stdlib.h>
 
-struct sigwait {
-    uv_signal_t handle;
-    gh_greenlet *g;
-    uint64_t gen;          /* the wait the callbacks claim */
-    bool closed;           /* the close callback ran */
+enum { IDLE = 0, STARTING, WATCHING };
+
+struct sigslot {
+    atomic_flag lock;             /* state, waiters */
+    int state;                    /* IDLE, STARTING (request posted), WATCHING */
+    struct gh__waiter *waiters;   /* under lock */
+    uv_signal_t handle;           /* on hub 0's loop; hub 0's thread only */
+    struct sigaction orig;        /* the disposition before the handle */
 };
+
+static struct sigslot slots[NSIG];
+
+struct start_req {
+    struct gh__hubcall call;
+    int signum;
+};
+
+static void waiters_unlink(struct sigslot *s, struct gh__waiter *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        s->waiters = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    w->next = w->prev = NULL;
+    w->linked = false;
+}
+
+/* Hub 0's thread; lock held.  Wakes every waiter with `reason`. */
+static void wake_all(struct sigslot *s, int reason)
+{
+    struct gh__waiter *w;
+    while ((w = s->waiters)) {
+        waiters_unlink(s, w);
+        gh__waiter_wake(w, reason);   /* under the lock: w is alive */
+    }
+}
 
 static void on_signal(uv_signal_t *hd, int signum)
 {
-    (void)signum;
-    struct sigwait *w = hd->data;
-    uv_signal_stop(hd);
-    gh__wake(w->g, w->gen, GH_WAKE_EVENT);
+    struct sigslot *s = &slots[signum];
+    (void)hd;
+    gh__spin_lock(&s->lock);
+    wake_all(s, GH_WAKE_EVENT);
+    gh__spin_unlock(&s->lock);
 }
 
-static void on_closed(uv_handle_t *hd)
+static void start_call(struct gh__hub *h, struct gh__hubcall *call)
 {
-    struct sigwait *w = hd->data;
-    w->closed = true;
-    gh__wake(w->g, w->gen, GH_WAKE_EVENT);
+    struct start_req *r = (struct start_req *)call;
+    struct sigslot *s = &slots[r->signum];
+    sigaction(r->signum, NULL, &s->orig);
+    uv_signal_init(&h->loop, &s->handle);   /* cannot fail on Linux */
+    int err = uv_signal_start(&s->handle, on_signal, r->signum);
+    gh__spin_lock(&s->lock);
+    s->state = err ? IDLE : WATCHING;
+    if (err)   /* (signum was checked: not expected) */
+        wake_all(s, GH_WAKE_CLOSED);
+    gh__spin_unlock(&s->lock);
+    if (err)
+        uv_close((uv_handle_t *)&s->handle, NULL);
+    free(r);
 }
 
-/* On the handle's hub: closes it and waits (whatever wakes us) until its
- * memory is free to go. */
-static void close_and_wait(struct sigwait *w)
+/* Lock held: makes sure hub 0 watches signum.  Returns 0 or ENOMEM (or
+ * ESRCH: the runtime is stopping). */
+static int ensure_watched(struct gh__runtime *rt, int signum)
 {
-    uv_close((uv_handle_t *)&w->handle, on_closed);
-    while (!w->closed) {
-        w->gen = gh__wait_open(w->g);
-        gh__park_until_woken(w->g);
+    struct sigslot *s = &slots[signum];
+    if (s->state != IDLE)
+        return 0;
+    struct start_req *r = malloc(sizeof *r);
+    if (!r)
+        return ENOMEM;
+    r->call.fn = start_call;
+    r->signum = signum;
+    if (!gh__hub_call(&rt->hubs[0], &r->call)) {
+        free(r);
+        return ESRCH;
     }
+    s->state = STARTING;
+    return 0;
 }
 
-static int wait_green(struct gh__hub *h, gh_greenlet *self, int signum,
-                      int64_t timeout_ms)
+static int wait_queued(struct gh__runtime *rt, int signum, int64_t timeout_ms)
 {
-    int pin = self->pinned_hub;
-    self->pinned_hub = (int)h->index;   /* see the top of this file */
-    struct sigwait w = { .g = self };
-    int r = GH_WAKE_EVENT, err = -uv_signal_init(&h->loop, &w.handle);
+    struct sigslot *s = &slots[signum];
+    struct gh__tparker tp;
+    struct gh__waiter w;
+    gh__waiter_init(&w, gh_self(), &tp);
+    gh__spin_lock(&s->lock);
+    int err = ensure_watched(rt, signum);
     if (err) {
-        self->pinned_hub = pin;
+        gh__spin_unlock(&s->lock);
+        gh__waiter_fini(&w);
         return err;
     }
-    w.handle.data = &w;
-    err = -uv_signal_start(&w.handle, on_signal, signum);
-    if (!err) {
-        w.gen = gh__wait_open(self);
-        r = gh__park(self, w.gen, timeout_ms, NULL, NULL);
+    gh__waiter_arm(&w);
+    w.next = s->waiters;
+    if (w.next)
+        w.next->prev = &w;
+    s->waiters = &w;
+    w.linked = true;
+    int r = gh__waiter_wait(&w, timeout_ms, gh__spin_unlock_cb, &s->lock);
+    if (r != GH_WAKE_EVENT) {
+        gh__spin_lock(&s->lock);
+        if (w.linked)
+            waiters_unlink(s, &w);
+        gh__spin_unlock(&s->lock);
     }
-    close_and_wait(&w);   /* pinned: still on h */
-    self->pinned_hub = pin;
-    return err ? err : r == GH_WAKE_EVENT ? 0 : gh__reason_errno(r);
+    gh__waiter_fini(&w);
+    return r == GH_WAKE_EVENT ? 0 : gh__reason_errno(r);
 }
 
-/* ---- plain threads ------------------------------------------------------------- */
+/* Hub 0's thread, its loop about to close: closes the handles, puts the
+ * dispositions back, and lets waiters go (ECANCELED: the runtime ends). */
+void gh__signal_hub_fini(struct gh__hub *h)
+{
+    if (h->index != 0)
+        return;
+    for (int sig = 1; sig < NSIG; sig++) {
+        struct sigslot *s = &slots[sig];
+        gh__spin_lock(&s->lock);
+        int was = s->state;
+        s->state = IDLE;
+        wake_all(s, GH_WAKE_CANCEL);
+        gh__spin_unlock(&s->lock);
+        if (was == WATCHING) {
+            uv_close((uv_handle_t *)&s->handle, NULL);   /* libuv: SIG_DFL */
+            sigaction(sig, &s->orig, NULL);
+        }
+    }
+}
+
+/* ---- plain threads, no runtime ----------------------------------------------- */
 
 struct tsigwait {
     uv_signal_t sig;
@@ -90,7 +174,7 @@ static void t_on_timer(uv_timer_t *t)
     uv_stop(t->loop);
 }
 
-static int wait_thread(int signum, int64_t timeout_ms)
+static int wait_alone(int signum, int64_t timeout_ms)
 {
     bool by_scope;
     uint64_t at = timeout_ms ? gh__scope_deadline(timeout_ms, &by_scope) : 0;
@@ -122,7 +206,10 @@ int gh_signal_wait(int signum, int64_t timeout_ms)
     if (signum <= 0 || signum >= NSIG || signum == SIGKILL || signum == SIGSTOP ||
         timeout_ms < -1)
         return EINVAL;
-    struct gh__hub *h = gh__hub_self();
-    gh_greenlet *self = h ? h->current : NULL;
-    return self ? wait_green(h, self, signum, timeout_ms) : wait_thread(signum, timeout_ms);
+    struct gh__runtime *rt = gh__rt;
+    if (!rt)
+        return wait_alone(signum, timeout_ms);
+    if (timeout_ms == 0)
+        return ETIMEDOUT;   /* nothing is queued to poll for */
+    return wait_queued(rt, signum, timeout_ms);
 }

@@ -110,11 +110,7 @@ struct gh_greenlet {
     void *arg;
     void *result;               /* written before done is set */
     uint64_t id;
-    int pinned_hub;             /* -1: may run on any hub.  Written only by
-                                 * the greenlet while it runs: at spawn, or
-                                 * around a wait that must resume on its hub
-                                 * (io/signal.c); a waker reads it after
-                                 * winning the wait's claim. */
+    int pinned_hub;             /* -1: may run on any hub */
     bool is_main;
     int stack_kind;             /* enum gh__stack_kind, see stack.c */
     char name[GH_NAME_MAX];

@@ -679,6 +679,31 @@ static void *signal_main(void *arg)
     return NULL;
 }
 
+/* A signal that comes between two waits is caught, not fatal. */
+static void *reload_main(void *arg)
+{
+    (void)arg;
+    gh_greenlet *snd = gh_spawn(sig_sender, NULL);   /* SIGUSR1 in 50 ms */
+    assert_int_equal(gh_signal_wait(SIGUSR1, 5000), 0);
+    assert_int_equal(gh_join(snd, NULL), 0);
+    kill(getpid(), SIGUSR1);   /* nobody waits: SIG_DFL would end the test */
+    gh_sleep_ms(20);
+    assert_int_equal(gh_signal_wait(SIGUSR2, 20), ETIMEDOUT);
+    return NULL;
+}
+
+static void test_signal_between_waits_is_caught_and_disposition_restored(void **state)
+{
+    (void)state;
+    signal(SIGUSR2, SIG_IGN);
+    gh_test_run(2, reload_main, NULL);
+    struct sigaction sa;
+    sigaction(SIGUSR2, NULL, &sa);
+    assert_ptr_equal(sa.sa_handler, SIG_IGN);   /* put back at stop */
+    sigaction(SIGUSR1, NULL, &sa);
+    assert_ptr_equal(sa.sa_handler, SIG_DFL);
+}
+
 static void *thread_sender(void *arg)
 {
     (void)arg;
@@ -998,6 +1023,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_blocking_runs_off_the_hub_while_it_runs_others),
     cmocka_unit_test(test_getaddrinfo_resolves_and_fails_cleanly),
     cmocka_unit_test(test_signal_wait_wakes_every_waiter_times_out_and_cancels),
+    cmocka_unit_test(test_signal_between_waits_is_caught_and_disposition_restored),
     cmocka_unit_test(test_process_cat_through_pipes_wait_timeout_and_kill),
     cmocka_unit_test(test_listener_out_of_fds_keeps_serving_without_spinning),
     cmocka_unit_test(test_huge_timeouts_do_not_wrap),

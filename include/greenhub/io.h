@@ -139,17 +139,22 @@ GH_API int gh_blocking(void *(*fn)(void *arg), void *arg, void **result);
 
 /* ---- signals ------------------------------------------------------------------ */
 
-/* Waits until the process receives signal signum (uv_signal: while anyone
- * waits, the signal is caught and does not take its default action), for
- * at most timeout_ms (-1 forever, 0 polls).  Every greenlet and thread
- * waiting for signum wakes.  For a clean shutdown:
+/* Waits until the process receives signal signum, for at most timeout_ms
+ * (-1 forever; 0 returns ETIMEDOUT: nothing is queued to poll for).  Every
+ * greenlet and thread waiting for signum wakes.  For a clean shutdown:
  *
  *     gh_signal_wait(SIGTERM, -1);   // in a greenlet of its own
  *     ... stop accepting, drain, return from main ...
  *
- * A signal that arrives while nobody waits is not queued for a later
- * wait.  Returns 0; ETIMEDOUT; ECANCELED; EINVAL for a signal that cannot
- * be caught (SIGKILL, SIGSTOP) or out of range, or timeout_ms < -1. */
+ * From the first wait for signum until the runtime stops, greenhub catches
+ * signum (uv_signal): it no longer takes its default action or reaches a
+ * handler of the program's, and one that arrives while nobody waits is
+ * dropped, not kept for the next wait.  When the runtime stops, the
+ * disposition found at the first wait is put back.  (Outside a runtime, a
+ * plain thread catches it only during its wait.)  Returns 0; ETIMEDOUT;
+ * ECANCELED (also for waiters left when the runtime stops); EINVAL for a
+ * signal that cannot be caught (SIGKILL, SIGSTOP) or out of range, or
+ * timeout_ms < -1; ENOMEM. */
 GH_API int gh_signal_wait(int signum, int64_t timeout_ms);
 
 /* ---- child processes ------------------------------------------------------ */
