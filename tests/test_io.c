@@ -1011,6 +1011,46 @@ static void test_process_edges_stale_nonblock_sigpipe_echild(void **state)
     gh_test_run(1, process_edges_main, NULL);
 }
 
+/* A watch whose waiter left must not keep its hub awake: data nobody
+ * reads arrives on an fd a greenlet waited on once, and the idle runtime
+ * must still sleep in epoll (level-triggered readiness would otherwise
+ * wake it at once, forever). */
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+static void *stale_watch_main(void *arg)
+{
+    (void)arg;
+    int sv[2];
+    pair(sv);
+    gh_greenlet *r = gh_spawn(reuse_reader, (void *)(intptr_t)sv[0]);
+    gh_sleep_ms(10);
+    assert_int_equal(gh_write(sv[1], "abcde", 5), 5);
+    void *res;
+    assert_int_equal(gh_join(r, &res), 0);
+    assert_int_equal((intptr_t)res, 5);
+    assert_int_equal(gh_write(sv[1], "unread", 6), 6);   /* nobody waits now */
+    double c0 = cpu_seconds();
+    gh_sleep_ms(500);
+    double used = cpu_seconds() - c0;
+    if (used >= 0.05)
+        fail_msg("idle hubs used %.3f s of CPU in 0.5 s", used);
+    gh_close(sv[0]);
+    gh_close(sv[1]);
+    return NULL;
+}
+
+static void test_stale_watch_does_not_keep_a_hub_awake(void **state)
+{
+    (void)state;
+    gh_test_run(2, stale_watch_main, NULL);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_thousand_connections_echo_across_hubs),
     cmocka_unit_test(test_64mib_through_tiny_buffers_arrives_intact),
@@ -1027,6 +1067,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_process_cat_through_pipes_wait_timeout_and_kill),
     cmocka_unit_test(test_listener_out_of_fds_keeps_serving_without_spinning),
     cmocka_unit_test(test_huge_timeouts_do_not_wrap),
+    cmocka_unit_test(test_stale_watch_does_not_keep_a_hub_awake),
     cmocka_unit_test(test_process_edges_stale_nonblock_sigpipe_echild),
 };
 GH_TEST_MAIN(tests)
