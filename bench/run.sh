@@ -4,8 +4,10 @@
 # Builds greenhub and its peers and runs the benchmarks side by side, in one
 # run, on this machine.  --quick (the default, the README's main job) runs
 # the core-scaling benchmark only: the CPU-bound workload with 1, 2, 4, ...
-# hubs beside Go with GOMAXPROCS=1, 2, 4, ...  --full adds switch,
-# spawn+join, skynet and parked memory.  Each figure is the median of N runs
+# hubs beside Go with GOMAXPROCS=1, 2, 4, ..., and the I/O-bound one (the
+# greenlet echo server with 1, 2, 4, ... hubs, bench/echo.sh --scaling).
+# --full adds switch, spawn+join, skynet, parked memory and the whole echo
+# table (beside libuv, Go and thread-per-connection servers).  Each figure is the median of N runs
 # (default 3) with the spread (min-max); every program checks its own result
 # and a wrong result stops the run.  Results: bench/results/latest.md and
 # latest.csv.  Honesty rules: bench/README.md.
@@ -125,6 +127,18 @@ full_suite() {
     echo | tee -a "$md"
 }
 
+# The I/O-bound half of core scaling: the greenlet echo server with 1..N
+# hubs under one load (bench/echo.sh; --full runs its whole table beside
+# libuv, Go and thread-per-connection servers).
+echo_bench() {
+    local args=(--no-build --runs "$runs" --conns 1000 --time 3 --warmup 1 --scaling)
+    [[ $mode == full ]] && args=(--no-build --runs "$runs")
+    echo "== echo benchmark (bench/echo.sh ${args[*]})" >&2
+    bench/echo.sh "${args[@]}" >/dev/null
+    sed -n '/^## /,$p' bench/results/echo.md | tee -a "$md"
+}
+
 core_scaling
+echo_bench
 [[ $mode == full ]] && full_suite
 echo "results: $md, $csv"

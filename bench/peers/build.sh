@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Build the peer benchmarks (Go, Boost.Context, pthread/serial C) into $1
-# (default: bench/peers/out). Skips Go / Boost with a message when missing.
+# Build the peer benchmarks (Go, Boost.Context, libuv, pthread/serial C) into
+# $1 (default: bench/peers/out). Skips Go / Boost / libuv with a message when
+# missing.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -30,9 +31,16 @@ else
     echo "peer boost: unavailable (install libboost-context-dev)"
 fi
 
+if pkg-config --exists libuv 2>/dev/null; then
+    # shellcheck disable=SC2046  # pkg-config prints several flags
+    build uv_echo "$CC" -O2 -o "$out/uv_echo" "$here/uv/echo.c" $(pkg-config --cflags --libs libuv)
+else
+    echo "peer libuv: unavailable (install libuv1-dev)"
+fi
+
 if command -v go >/dev/null 2>&1; then
     export GO111MODULE=off GOCACHE="${GOCACHE:-/tmp/gh-gocache}"
-    for p in switch spawn skynet parked cpu; do
+    for p in switch spawn skynet parked cpu echo; do
         build "go_$p" go build -o "$out/go_$p" "$here/go/$p.go"
     done
 else

@@ -1,0 +1,336 @@
+#!/usr/bin/env bash
+# bench/echo.sh [--time T] [--warmup W] [--runs N] [--conns "100 1000"]
+#               [--strace] [--scaling] [--no-build]
+#
+# The echo benchmark, in one run on this machine: the same load generator
+# (bench_echo_load: N connections, 64-byte messages, one round trip in
+# flight per connection, every byte checked) against
+#   - the greenlet server (bench_echo_server --greenlets, 1 hub),
+#   - the same handler as one thread per connection (--threads),
+#   - a libuv callback server on one loop (peers/uv/echo.c),
+#   - Go, one goroutine per connection, GOMAXPROCS=1 (peers/go/echo.go),
+# each server pinned to CPU 0 (`taskset -c 0`; with one hub, hwloc pins the
+# hub to CPU 0 as well) and the load generator to CPU 1, at each connection
+# count; then the I/O-bound core-scaling rows: the greenlet server with 1,
+# 2, ... hubs (hwloc pins hub i to core i), neither process restricted by
+# taskset.  Each figure is the median of N runs (default 3), each with a
+# fresh server, with the spread; p50/p99 latency and the CPU use of both
+# processes come from the median run (load CPU near 1.00 means the load
+# generator, not the server, may be the limit; "other CPU" is what the rest
+# of the machine used meanwhile: a run where it exceeds 0.15 cores is
+# repeated, up to 4 runs, and the least disturbed one is kept).  A wrong echo, or a server
+# that reports an error, stops the run.  Results: bench/results/echo.md and
+# echo.csv.
+#
+# --scaling runs only the core-scaling rows (bench/run.sh's quick mode).
+#
+# --strace runs each server once (100 connections, pinned as above) under
+# `strace -f -c` and prints system calls per echo round trip: the server's
+# whole life (start-up and accepts included) over every round trip the
+# load generator made.  strace slows the server several-fold, which
+# changes how often a read finds its data already there, so where perf
+# can count tracepoints each server runs once more under
+# `perf stat -e raw_syscalls:sys_enter`, which does not slow it.
+set -euo pipefail
+shopt -s inherit_errexit
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+T=5 W=1 runs=3 conns_list="100 1000" mode=table build=1
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+    --time) T="$2"; shift ;;
+    --warmup) W="$2"; shift ;;
+    --runs) runs="$2"; shift ;;
+    --conns) conns_list="$2"; shift ;;
+    --strace) mode=strace ;;
+    --scaling) mode=scaling ;;
+    --no-build) build=0 ;;
+    *) echo "usage: $0 [--time T] [--warmup W] [--runs N] [--conns \"100 1000\"] [--strace] [--scaling] [--no-build]" >&2
+       exit 2 ;;
+    esac
+    shift
+done
+
+# One descriptor per connection on each side, plus the listener and a few.
+ulimit -n "$(ulimit -Hn)"
+max_conns=$(tr ' ' '\n' <<<"$conns_list" | sort -n | tail -1)
+if (( $(ulimit -n) < max_conns + 64 )); then
+    echo "echo.sh: RLIMIT_NOFILE hard limit $(ulimit -Hn) is too low for $max_conns connections" >&2
+    exit 1
+fi
+
+if ((build)); then
+    tools/deps.sh --bench
+    echo "== building greenhub (Release, -O2), the echo programs and the peers"
+    cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS_RELEASE=-O2 \
+          -DGREENHUB_TESTS=OFF >/dev/null
+    cmake --build build-bench -j"$(nproc)" >/dev/null
+    bench/peers/build.sh build-bench/peers >/dev/null
+fi
+B=build-bench/bench P=build-bench/peers
+ncpu=$(nproc)
+tmp=$(mktemp -d)
+port=$((20000 + RANDOM % 20000))
+srv_pid=""
+cleanup() {
+    [[ -n $srv_pid ]] && kill -TERM "$srv_pid" 2>/dev/null
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# The servers, as commands the port and duration are appended to.
+GREEN=(env GREENHUB_HUBS=1 taskset -c 0 "$B/bench_echo_server" --greenlets)
+THREADS=(taskset -c 0 "$B/bench_echo_server" --threads)
+UV=(taskset -c 0 "$P/uv_echo")
+GO=(env GOMAXPROCS=1 taskset -c 0 "$P/go_echo")
+LOAD_PINNED=(taskset -c 1)
+
+# Servers stop on SIGTERM; the duration only bounds a run that went wrong.
+server_limit=$((W + T + 60))
+
+# start_server CMD... : starts a server on a fresh port; sets srv_pid.
+# taskset and env exec the server, so $! is the server itself.
+start_server() {
+    port=$((port + 1))
+    "$@" --port "$port" --duration "$server_limit" >"$tmp/server.log" 2>&1 &
+    srv_pid=$!
+}
+
+# die MESSAGE: stops the server of this (sub)shell, if any, and fails.
+die() {
+    [[ -n $srv_pid ]] && kill -TERM "$srv_pid" 2>/dev/null
+    echo "$*" >&2
+    exit 1
+}
+
+# stop_server [PID-TO-WAIT]: SIGTERM, then the server's own check (exit 0,
+# errors=0).  Waits for the server, or for PID (strace, which exits with
+# its tracee's status).
+stop_server() {
+    local rc=0 waitfor="${1:-$srv_pid}"
+    kill -TERM "$srv_pid" 2>/dev/null || true
+    wait "$waitfor" || rc=$?
+    srv_pid=""
+    if ((rc != 0)) || ! grep -q ' errors=0$' "$tmp/server.log"; then
+        cat "$tmp/server.log" >&2
+        die "SERVER FAILED (exit $rc)"
+    fi
+}
+
+# field NAME LINE -> the value of NAME= in a RESULT line
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
+
+# load CONNS IMPL THREADS [PIN...] -> the RESULT line (stops on a wrong one)
+load() {
+    local c="$1" impl="$2" threads="$3" line; shift 3
+    line=$("$@" "$B/bench_echo_load" --port "$port" --conns "$c" --warmup "$W" --time "$T" \
+                --impl "$impl" --threads "$threads" --pid "$srv_pid" --connect-wait 5000 |
+           grep '^RESULT') || die "FAILED: load generator against $impl"
+    [[ $line == *check=ok* ]] || die "WRONG RESULT: $line"
+    echo "$line"
+}
+
+# other_cpu RESULT-LINE -> cores busy with neither the server nor the load
+# generator during the measured seconds (this machine may be shared)
+other_cpu() {
+    awk -v m="$(field machine_cpu "$1")" -v l="$(field load_cpu "$1")" \
+        -v s="$(field server_cpu "$1")" 'BEGIN { printf "%.2f", m - l - s }'
+}
+
+# Other work above this many cores disturbs a figure: the run is repeated
+# (up to $tries times).  Kernel work not charged to either process (some
+# softirq time) shows here too, a few hundredths of a core.
+max_other=0.15 tries=4
+
+# run_once CONNS IMPL THREADS LOADPIN(0|1) SERVER-CMD... -> a RESULT line.
+# A run during which other processes used more than $max_other cores is
+# repeated after a pause, up to $tries runs; then the least disturbed one
+# is kept (its "other CPU" shows in the table).
+run_once() {
+    local c="$1" impl="$2" threads="$3" pinload="$4" line t o best="" best_o=99 pin=(); shift 4
+    ((pinload)) && pin=("${LOAD_PINNED[@]}")
+    for ((t = 1; t <= tries; t++)); do
+        start_server "$@"
+        line=$(load "$c" "$impl" "$threads" "${pin[@]}") || die "stopped"
+        stop_server
+        o=$(other_cpu "$line")
+        if awk -v o="$o" -v b="$best_o" 'BEGIN { exit !(o < b) }'; then
+            best=$line best_o=$o
+        fi
+        awk -v o="$o" -v m="$max_other" 'BEGIN { exit !(o <= m) }' && break
+        echo "   (other processes used $o cores during $impl, $c conns: run repeated)" >&2
+        sleep 3
+    done
+    echo "$best"
+}
+
+# measure CONNS IMPL THREADS LOADPIN SERVER-CMD... ->
+#   "median min max p50 p99 server_cpu load_cpu other_cpu" over $runs
+#   fresh servers; p50.. are the median run's
+measure() {
+    local c="$1" impl="$2" threads="$3" lines=() r line
+    for ((r = 0; r < runs; r++)); do
+        line=$(run_once "$@")
+        lines+=("$(field value "$line") $line")
+    done
+    local sorted med
+    sorted=$(printf '%s\n' "${lines[@]}" | sort -g)
+    med=$(sed -n "$(( (runs + 1) / 2 ))p" <<<"$sorted" | cut -d' ' -f2-)
+    local v min max rest
+    v=$(field value "$med")
+    min=$(head -1 <<<"$sorted" | cut -d' ' -f1)
+    max=$(tail -1 <<<"$sorted" | cut -d' ' -f1)
+    rest="$(field p50_us "$med") $(field p99_us "$med") $(field server_cpu "$med") $(field load_cpu "$med") $(other_cpu "$med")"
+    echo "echo,$impl,$threads,$c,$v,$min,$max,${rest// /,}" >>"$csv"
+    echo "$v $min $max $rest"
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf (b > 0 ? "%.2f" : "n/a"), a / b }'; }
+k() { awk -v a="$1" 'BEGIN { printf "%.1fk", a / 1000 }'; }
+
+# row CONNS LABEL GREEN_MEDIAN FIGURES...
+row() {
+    local c="$1" label="$2" gm="$3" v min max p50 p99 scpu lcpu ocpu
+    read -r v min max p50 p99 scpu lcpu ocpu <<<"$4"
+    local rat="—"
+    [[ $label != greenhub* ]] && rat=$(ratio "$gm" "$v")
+    echo "| $c | $label | $(k "$v") ($(k "$min")-$(k "$max")) | $p50 / $p99 | $scpu | $lcpu | $ocpu | $rat |" | tee -a "$md"
+}
+
+pinned_table() {
+    echo "## Echo, 64-byte messages: server on CPU 0, load generator on CPU 1" | tee -a "$md"
+    echo | tee -a "$md"
+    echo "| conns | server | msgs/s median (min-max) | p50 / p99 µs | server CPU | load CPU | other CPU | greenhub / this |" | tee -a "$md"
+    echo "|---|---|---|---|---|---|---|---|" | tee -a "$md"
+    local c g
+    for c in $conns_list; do
+        echo "   ... $c connections" >&2
+        g=$(measure "$c" greenhub 1 1 "${GREEN[@]}")
+        row "$c" "greenhub, 1 hub, greenlet per connection" "${g%% *}" "$g"
+        row "$c" "same handler, thread per connection" "${g%% *}" "$(measure "$c" threads 1 1 "${THREADS[@]}")"
+        [[ -x $P/uv_echo ]] &&
+            row "$c" "libuv, one loop, callbacks" "${g%% *}" "$(measure "$c" libuv 1 1 "${UV[@]}")"
+        [[ -x $P/go_echo ]] &&
+            row "$c" "Go, goroutine per connection, GOMAXPROCS=1" "${g%% *}" "$(measure "$c" go 1 1 "${GO[@]}")"
+    done
+    echo | tee -a "$md"
+}
+
+hub_counts() {
+    local n=1 out=()
+    while ((n < ncpu)); do out+=("$n"); n=$((n * 2)); done
+    out+=("$ncpu")
+    echo "${out[@]}"
+}
+
+scaling_table() {
+    echo "## I/O-bound core scaling: greenlet server with 1..$ncpu hubs (hubs pinned by hwloc; no taskset; the load generator shares the cores)" | tee -a "$md"
+    echo | tee -a "$md"
+    echo "| conns | hubs | msgs/s median (min-max) | speedup | p50 / p99 µs | server CPU | load CPU | other CPU |" | tee -a "$md"
+    echo "|---|---|---|---|---|---|---|---|" | tee -a "$md"
+    local c h first v min max p50 p99 scpu lcpu ocpu
+    for c in $conns_list; do
+        first=""
+        for h in $(hub_counts); do
+            echo "   ... $c connections, $h hub(s)" >&2
+            read -r v min max p50 p99 scpu lcpu ocpu < <(measure "$c" greenhub "$h" 0 \
+                env GREENHUB_HUBS="$h" "$B/bench_echo_server" --greenlets)
+            [[ -z $first ]] && first=$v
+            echo "| $c | $h | $(k "$v") ($(k "$min")-$(k "$max")) | $(ratio "$v" "$first")x | $p50 / $p99 | $scpu | $lcpu | $ocpu |" | tee -a "$md"
+        done
+    done
+    echo | tee -a "$md"
+}
+
+# The system calls perf counts one by one (all of them in total).
+PERF_CALLS="read write epoll_wait epoll_pwait epoll_ctl poll futex sched_yield"
+
+# breakdown TOOL FILE ROUNDTRIPS -> "name per-round-trip, ..." (largest first)
+breakdown() {
+    if [[ $1 == strace ]]; then
+        awk '/^------/ { n++; next } n == 1 && NF >= 5 { print $NF, $4 }' "$2"
+    else
+        awk -F, '$3 ~ /^syscalls:sys_enter_/ { sub(/.*sys_enter_/, "", $3); print $3, $1 }' "$2"
+    fi | sort -k2,2nr | head -6 |
+        awk -v t="$3" '$2 / t >= 0.005 { printf "%s%s %.2f", (NR > 1 ? ", " : ""), $1, $2 / t }'
+}
+
+# trace_one TOOL LABEL SERVER-CMD... -> a table row: system calls per round
+# trip of SERVER-CMD's whole life, counted by TOOL (strace or perf).
+trace_one() {
+    local tool="$1" label="$2" c=100 st="$tmp/trace.txt" ev="raw_syscalls:sys_enter" x; shift 2
+    for x in $PERF_CALLS; do ev+=",syscalls:sys_enter_$x"; done
+    local tracer_cmd=(strace -f -c -o "$st")
+    [[ $tool == perf ]] && tracer_cmd=(perf stat -x "," -e "$ev" -o "$st" --)
+    port=$((port + 1))
+    "${tracer_cmd[@]}" "$@" --port "$port" --duration "$server_limit" >"$tmp/server.log" 2>&1 &
+    local tracer=$! i
+    for ((i = 0; i < 100; i++)); do   # the traced server: the tracer's only child
+        srv_pid=$(awk '{print $1}' "/proc/$tracer/task/$tracer/children" 2>/dev/null)
+        [[ -n $srv_pid ]] && break
+        sleep 0.05
+    done
+    [[ -n $srv_pid ]] || die "echo.sh: $tool did not start the server"
+    local out total
+    out=$("${LOAD_PINNED[@]}" "$B/bench_echo_load" --port "$port" --conns "$c" --warmup "$W" \
+          --time "$T" --impl "$label" --pid "$srv_pid" --connect-wait 10000) || die "FAILED: $out"
+    [[ $(grep '^RESULT' <<<"$out") == *check=ok* ]] || die "WRONG RESULT: $out"
+    total=$(sed -n 's/.* total=\([0-9]*\).*/\1/p' <<<"$out")
+    stop_server "$tracer"
+    local calls
+    if [[ $tool == strace ]]; then
+        calls=$(awk '$NF == "total" { print $4 }' "$st")
+    else
+        calls=$(awk -F, '$3 == "raw_syscalls:sys_enter" { print $1 }' "$st")
+    fi
+    echo "| $label | $tool | $c | $total | $calls | $(ratio "$calls" "$total") | $(breakdown "$tool" "$st" "$total") |" | tee -a "$md"
+}
+
+trace_table() {
+    command -v strace >/dev/null || die "echo.sh: --strace needs strace (apt-get install strace)"
+    local tools=(strace)
+    if perf stat -e raw_syscalls:sys_enter true >/dev/null 2>&1; then
+        tools+=(perf)
+    else
+        echo "(perf with tracepoints unavailable: strace counts only)" >&2
+    fi
+    echo "## System calls per echo round trip (server on CPU 0, load generator on CPU 1, 100 connections)" | tee -a "$md"
+    echo | tee -a "$md"
+    echo "Whole server life (start-up, accepts) over every round trip. strace -f -c slows the server" \
+         "several-fold, so a read more often finds the next message already there; perf stat" \
+         "(raw_syscalls tracepoints) counts without that distortion." | tee -a "$md"
+    echo | tee -a "$md"
+    echo "| server | counted by | conns | round trips | system calls | per round trip | per round trip, by call |" | tee -a "$md"
+    echo "|---|---|---|---|---|---|---|" | tee -a "$md"
+    local t
+    for t in "${tools[@]}"; do
+        trace_one "$t" "greenhub, 1 hub" "${GREEN[@]}"
+        trace_one "$t" "thread per connection" "${THREADS[@]}"
+        [[ -x $P/uv_echo ]] && trace_one "$t" "libuv" "${UV[@]}"
+        [[ -x $P/go_echo ]] && trace_one "$t" "Go, GOMAXPROCS=1" "${GO[@]}"
+    done
+    echo | tee -a "$md"
+}
+
+mkdir -p bench/results
+md=bench/results/echo.md csv=bench/results/echo.csv
+cpu_model=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
+{
+    echo "# greenhub echo benchmark, $(date -u +%Y-%m-%d)"
+    echo
+    echo "Machine: $ncpu CPUs ($cpu_model), $(uname -r); gcc $(gcc -dumpversion)," \
+         "$(go version 2>/dev/null | awk '{print $3}'), libuv $(pkg-config --modversion libuv 2>/dev/null)."
+    echo "64-byte messages, one in flight per connection; ${W} s warm-up, ${T} s measured;" \
+         "median of $runs runs (fresh server each), spread min-max; CPU = cores used over the measured seconds."
+    echo
+} >"$md"
+echo "bench,impl,threads,conns,median,min,max,p50_us,p99_us,server_cpu,load_cpu,other_cpu" >"$csv"
+cat "$md"
+if [[ $mode == strace ]]; then
+    trace_table
+elif [[ $mode == scaling ]]; then
+    scaling_table
+else
+    pinned_table
+    scaling_table
+fi
+echo "results: $md, $csv"
