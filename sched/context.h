@@ -36,7 +36,6 @@ struct gh__ctx {
 };
 
 void *gh__ctx_switch(void **save_sp, void *to_sp, void *arg);
-void gh__ctx_trampoline(void);
 
 /* Writes the frame gh__ctx_switch expects (see switch_<arch>.S) at the top
  * of ctx's stack, so that the first switch to it enters the trampoline with
@@ -65,7 +64,7 @@ static inline void gh__ctx_make(struct gh__ctx *ctx)
     uint64_t fpcr;
     __asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
     memset(f, 0, 0xb0);
-    f[11] = (uint64_t)(uintptr_t)gh__ctx_trampoline;   /* x30 */
+    /* x30 (f[11]) = 0: gh__ctx_switch then enters the trampoline. */
     f[20] = fpcr;
     ctx->sp = f;
 }
