@@ -59,12 +59,19 @@ struct gh__hub;
 struct gh__waiter;
 
 /* Deadline scopes of a greenlet or a plain thread: deadline_ns is the
- * earliest deadline of the open scopes (0: none); saved[i] the deadline in
- * force before scope i opened (heap, freed when the last scope ends). */
+ * earliest deadline of the open scopes (0: none); open[i] is scope i: its
+ * token and the deadline in force before it opened (heap, freed when the
+ * last scope ends).  Tokens come from a counter that is never reset while
+ * the owner lives, so a token already ended cannot close a newer scope. */
+struct gh__dlscope_ent {
+    uint64_t prev_deadline_ns;
+    int token;
+};
 struct gh__dlscope {
     uint64_t deadline_ns;
-    uint64_t *saved;
+    struct gh__dlscope_ent *open;
     uint32_t depth, cap;
+    uint32_t next_token;
 };
 /* The caller's scopes: its greenlet's, or its thread's. */
 struct gh__dlscope *gh__dlscope_self(void);

@@ -109,41 +109,47 @@ struct gh__dlscope *gh__dlscope_self(void)
 
 void gh__dlscope_free(struct gh__dlscope *d)
 {
-    free(d->saved);
-    *d = (struct gh__dlscope){ 0 };
+    free(d->open);
+    d->open = NULL;
+    d->deadline_ns = 0;
+    d->depth = d->cap = 0;   /* next_token goes on: see internal.h */
 }
 
 int gh_timeout_begin(int64_t ms)
 {
     struct gh__dlscope *d = gh__dlscope_self();
-    if (ms < 0 || d->depth >= INT32_MAX) {
+    if (ms < 0) {
         errno = EINVAL;
         return -1;
     }
     if (d->depth == d->cap) {
         uint32_t cap = d->cap ? d->cap * 2 : 4;
-        uint64_t *a = realloc(d->saved, cap * sizeof *a);
+        struct gh__dlscope_ent *a = cap > d->cap ? realloc(d->open, cap * sizeof *a) : NULL;
         if (!a) {
             errno = ENOMEM;
             return -1;
         }
-        d->saved = a;
+        d->open = a;
         d->cap = cap;
     }
     uint64_t at = gh__deadline_after(ms);
-    d->saved[d->depth] = d->deadline_ns;
+    int token = (int)(d->next_token++ & INT32_MAX);
+    d->open[d->depth++] = (struct gh__dlscope_ent){ d->deadline_ns, token };
     if (d->deadline_ns == 0 || at < d->deadline_ns)
         d->deadline_ns = at;   /* nested scopes: the earliest deadline wins */
-    return (int)d->depth++;
+    return token;
 }
 
 void gh_timeout_end(int token)
 {
     struct gh__dlscope *d = gh__dlscope_self();
-    if (token < 0 || (uint32_t)token >= d->depth)
-        return;   /* not open (already ended with an outer scope) */
-    d->deadline_ns = d->saved[token];
-    d->depth = (uint32_t)token;
+    uint32_t i = d->depth;
+    while (i > 0 && d->open[i - 1].token != token)
+        i--;
+    if (i == 0)
+        return;   /* not open (ended already, or with an outer scope) */
+    d->deadline_ns = d->open[i - 1].prev_deadline_ns;
+    d->depth = i - 1;   /* and every scope opened inside it */
     if (d->depth == 0)
         gh__dlscope_free(d);
 }

@@ -322,6 +322,16 @@ static void *timeouts_main(void *arg)
     assert_true(now_ms() - t0 >= 300);
     gh_timeout_end(outer);
 
+    /* A token already ended cannot close a newer scope. */
+    int stale = gh_timeout_begin(1000);
+    gh_timeout_end(stale);
+    t0 = now_ms();
+    int fresh = gh_timeout_begin(50);
+    gh_timeout_end(stale);
+    assert_int_equal(gh_sleep_ms(1000), ETIMEDOUT);
+    assert_true(now_ms() - t0 < 1000);
+    gh_timeout_end(fresh);
+
     /* Data that is there is read, scope or not. */
     assert_int_equal(gh_write(sv[1], "x", 1), 1);
     t = gh_timeout_begin(0);

@@ -132,7 +132,8 @@ GH_API int gh_getaddrinfo(const char *node, const char *service,
  *
  * fn may use the caller's memory, so the call always waits for fn to
  * return: a gh_kill or deadline scope does not cut it short (the greenlet
- * sees them at its next wait).  The pool has 4 threads unless
+ * sees them at its next wait), and gh_run returns only once every fn
+ * started has returned.  The pool has 4 threads unless
  * UV_THREADPOOL_SIZE says otherwise (read once, at its first use); calls
  * beyond that queue.  Returns 0, EINVAL for a NULL fn, or ENOMEM. */
 GH_API int gh_blocking(void *(*fn)(void *arg), void *arg, void **result);

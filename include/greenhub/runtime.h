@@ -162,8 +162,10 @@ GH_API int gh_sleep_ms(int64_t ms);
  *
  * gh_timeout_begin returns a token (>= 0) for gh_timeout_end, or -1 with
  * errno EINVAL (ms < 0) or ENOMEM.  gh_timeout_end(token) closes that scope
- * and every scope opened inside it; a token already closed is ignored.
- * Scopes a greenlet leaves open end with it. */
+ * and every scope opened inside it; a token already closed is ignored
+ * (tokens are not reused).  Scopes a greenlet leaves open end with it.
+ * gh_blocking's fn runs on a pool thread: the caller's scopes do not bound
+ * what fn does there. */
 GH_API int gh_timeout_begin(int64_t ms);
 GH_API void gh_timeout_end(int token);
 
