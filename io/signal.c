@@ -35,34 +35,12 @@ struct start_req {
     int signum;
 };
 
-static void waiters_unlink(struct sigslot *s, struct gh__waiter *w)
-{
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        s->waiters = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    w->next = w->prev = NULL;
-    w->linked = false;
-}
-
-/* Hub 0's thread; lock held.  Wakes every waiter with `reason`. */
-static void wake_all(struct sigslot *s, int reason)
-{
-    struct gh__waiter *w;
-    while ((w = s->waiters)) {
-        waiters_unlink(s, w);
-        gh__waiter_wake(w, reason);   /* under the lock: w is alive */
-    }
-}
-
 static void on_signal(uv_signal_t *hd, int signum)
 {
     struct sigslot *s = &slots[signum];
     (void)hd;
     gh__spin_lock(&s->lock);
-    wake_all(s, GH_WAKE_EVENT);
+    gh__waiters_wake_all(&s->waiters, GH_WAKE_EVENT);
     gh__spin_unlock(&s->lock);
 }
 
@@ -76,7 +54,7 @@ static void start_call(struct gh__hub *h, struct gh__hubcall *call)
     gh__spin_lock(&s->lock);
     s->state = err ? IDLE : WATCHING;
     if (err)   /* (signum was checked: not expected) */
-        wake_all(s, GH_WAKE_CLOSED);
+        gh__waiters_wake_all(&s->waiters, GH_WAKE_CLOSED);
     gh__spin_unlock(&s->lock);
     if (err)
         uv_close((uv_handle_t *)&s->handle, NULL);
@@ -117,16 +95,12 @@ static int wait_queued(struct gh__runtime *rt, int signum, int64_t timeout_ms)
         return err;
     }
     gh__waiter_arm(&w);
-    w.next = s->waiters;
-    if (w.next)
-        w.next->prev = &w;
-    s->waiters = &w;
-    w.linked = true;
+    gh__waiters_push(&s->waiters, &w);
     int r = gh__waiter_wait(&w, timeout_ms, gh__spin_unlock_cb, &s->lock);
     if (r != GH_WAKE_EVENT) {
         gh__spin_lock(&s->lock);
         if (w.linked)
-            waiters_unlink(s, &w);
+            gh__waiters_unlink(&s->waiters, &w);
         gh__spin_unlock(&s->lock);
     }
     gh__waiter_fini(&w);
@@ -144,7 +118,7 @@ void gh__signal_hub_fini(struct gh__hub *h)
         gh__spin_lock(&s->lock);
         int was = s->state;
         s->state = IDLE;
-        wake_all(s, GH_WAKE_CANCEL);
+        gh__waiters_wake_all(&s->waiters, GH_WAKE_CANCEL);
         gh__spin_unlock(&s->lock);
         if (was == WATCHING) {
             uv_close((uv_handle_t *)&s->handle, NULL);   /* libuv: SIG_DFL */

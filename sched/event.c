@@ -26,30 +26,13 @@ int gh_event_destroy(gh_event *ev)
     return busy ? EBUSY : 0;
 }
 
-/* Caller holds ev->lock. */
-static void unlink_waiter(gh_event *ev, struct gh__waiter *w)
-{
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        ev->waiters = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    w->next = w->prev = NULL;
-    w->linked = false;
-}
-
 int gh_event_set(gh_event *ev)
 {
     if (!ev)
         return EINVAL;
     gh__spin_lock(&ev->lock);
     atomic_store_explicit(&ev->set, 1, memory_order_release);
-    struct gh__waiter *w;
-    while ((w = ev->waiters)) {
-        unlink_waiter(ev, w);
-        gh__waiter_wake(w, GH_WAKE_EVENT);   /* under ev->lock: w is alive */
-    }
+    gh__waiters_wake_all(&ev->waiters, GH_WAKE_EVENT);
     gh__spin_unlock(&ev->lock);
     return 0;
 }
@@ -86,16 +69,12 @@ int gh_event_wait(gh_event *ev, int64_t timeout_ms)
         return 0;
     }
     gh__waiter_arm(&w);
-    w.next = ev->waiters;
-    if (w.next)
-        ((struct gh__waiter *)w.next)->prev = &w;
-    ev->waiters = &w;
-    w.linked = true;
+    gh__waiters_push(&ev->waiters, &w);
     int r = gh__waiter_wait(&w, timeout_ms, gh__spin_unlock_cb, &ev->lock);
     if (r != GH_WAKE_EVENT) {
         gh__spin_lock(&ev->lock);
         if (w.linked)
-            unlink_waiter(ev, &w);
+            gh__waiters_unlink(&ev->waiters, &w);
         gh__spin_unlock(&ev->lock);
         if (r == GH_WAKE_TIMEOUT && atomic_load(&ev->set))
             r = GH_WAKE_EVENT;

@@ -168,6 +168,11 @@ int gh__park_until_woken(gh_greenlet *self);
 void gh__waiter_init(struct gh__waiter *w, gh_greenlet *self,
                      struct gh__tparker *tp);
 void gh__waiter_arm(struct gh__waiter *w);
+/* A primitive's list of waiters (caller holds the primitive's lock). */
+void gh__waiters_push(struct gh__waiter **head, struct gh__waiter *w);
+void gh__waiters_unlink(struct gh__waiter **head, struct gh__waiter *w);
+/* Unlinks and wakes every waiter with `reason`. */
+void gh__waiters_wake_all(struct gh__waiter **head, int reason);
 void gh__waiter_fini(struct gh__waiter *w);
 bool gh__waiter_wake(struct gh__waiter *w, int reason);
 int gh__waiter_wait(struct gh__waiter *w, int64_t timeout_ms,

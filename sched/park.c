@@ -263,6 +263,37 @@ void gh__waiter_arm(struct gh__waiter *w)
         w->gen = gh__wait_open(w->g);
 }
 
+void gh__waiters_push(struct gh__waiter **head, struct gh__waiter *w)
+{
+    w->prev = NULL;
+    w->next = *head;
+    if (w->next)
+        w->next->prev = w;
+    *head = w;
+    w->linked = true;
+}
+
+void gh__waiters_unlink(struct gh__waiter **head, struct gh__waiter *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        *head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    w->next = w->prev = NULL;
+    w->linked = false;
+}
+
+void gh__waiters_wake_all(struct gh__waiter **head, int reason)
+{
+    struct gh__waiter *w;
+    while ((w = *head)) {
+        gh__waiters_unlink(head, w);
+        gh__waiter_wake(w, reason);   /* under the caller's lock: w is alive */
+    }
+}
+
 void gh__waiter_fini(struct gh__waiter *w)
 {
     if (w->tp) {

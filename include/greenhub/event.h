@@ -19,10 +19,12 @@
 extern "C" {
 #endif
 
+struct gh__waiter;        /* internal */
+
 typedef struct gh_event {
     atomic_int set;      /* 1 while set */
     atomic_flag lock;    /* protects waiters; never held across a switch */
-    void *waiters;       /* internal list of waiters, under lock */
+    struct gh__waiter *waiters;   /* internal list of waiters, under lock */
 } gh_event;
 
 /* Initialises ev, cleared.  Returns 0, EINVAL for NULL. */
