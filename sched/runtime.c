@@ -106,8 +106,8 @@ static void hub_fini(struct gh__hub *h)
     gh__io_hub_fini(h);
     uv_close((uv_handle_t *)&h->async, close_cb);
     uv_close((uv_handle_t *)&h->timer, close_cb);
-    /* Handles of greenlets the stop abandoned mid-wait (io/signal.c): they
-     * live on those greenlets' stacks, which are still mapped. */
+    /* A handle still open here (none is expected: each io/ part closes its
+     * own in gh__io_hub_fini) would keep the uv_run below from returning. */
     uv_walk(&h->loop, close_leftover, NULL);
     uv_run(&h->loop, UV_RUN_DEFAULT);   /* runs the close callbacks */
     uv_loop_close(&h->loop);
