@@ -8,6 +8,7 @@
 
 #include <greenhub/runtime.h>
 #include <greenhub/event.h>
+#include <greenhub/sync.h>
 #include <greenhub/stats.h>
 #include <greenhub/io.h>
 

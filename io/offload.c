@@ -71,7 +71,7 @@ int gh_blocking(void *(*fn)(void *arg), void *arg, void **result)
         atomic_store(&r.gen, gen);
         if (atomic_load(&r.done))
             gh__wake(self, gen, GH_WAKE_EVENT);   /* park returns at once */
-        gh__park_until_woken(self);
+        gh__park_until_woken(self, NULL, NULL);
         if (atomic_load(&r.done))
             break;
     }

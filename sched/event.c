@@ -68,17 +68,9 @@ int gh_event_wait(gh_event *ev, int64_t timeout_ms)
         gh__waiter_fini(&w);
         return 0;
     }
-    gh__waiter_arm(&w);
-    gh__waiters_push(&ev->waiters, &w);
-    int r = gh__waiter_wait(&w, timeout_ms, gh__spin_unlock_cb, &ev->lock);
-    if (r != GH_WAKE_EVENT) {
-        gh__spin_lock(&ev->lock);
-        if (w.linked)
-            gh__waiters_unlink(&ev->waiters, &w);
-        gh__spin_unlock(&ev->lock);
-        if (r == GH_WAKE_TIMEOUT && atomic_load(&ev->set))
-            r = GH_WAKE_EVENT;
-    }
+    int r = gh__wait_on(&ev->waiters, &ev->lock, &w, timeout_ms, false);
+    if (r == GH_WAKE_TIMEOUT && atomic_load(&ev->set))
+        r = GH_WAKE_EVENT;
     gh__waiter_fini(&w);
     return gh__reason_errno(r);
 }

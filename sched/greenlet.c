@@ -126,6 +126,9 @@ gh_greenlet *gh__greenlet_new(struct gh__hub *h, const gh_spawn_opts *o,
     g->is_main = false;
     g->last_hub = NULL;
     g->dl = (struct gh__dlscope){ 0 };
+    g->group = NULL;
+    g->locals = NULL;
+    g->nlocals = 0;
     if (o && o->name) {
         size_t n = 0;
         while (n < GH_NAME_MAX - 1 && o->name[n]) {
@@ -142,7 +145,7 @@ gh_greenlet *gh__greenlet_new(struct gh__hub *h, const gh_spawn_opts *o,
     return g;
 }
 
-gh_greenlet *gh_spawn_with(const gh_spawn_opts *opts, gh_fn fn, void *arg)
+gh_greenlet *gh__spawn_prepare(const gh_spawn_opts *opts, gh_fn fn, void *arg)
 {
     struct gh__runtime *rt = gh__rt;
     if (!rt) {
@@ -153,7 +156,12 @@ gh_greenlet *gh_spawn_with(const gh_spawn_opts *opts, gh_fn fn, void *arg)
         errno = EINVAL;
         return NULL;
     }
-    gh_greenlet *g = gh__greenlet_new(gh__hub_self(), opts, fn, arg);
+    return gh__greenlet_new(gh__hub_self(), opts, fn, arg);
+}
+
+gh_greenlet *gh_spawn_with(const gh_spawn_opts *opts, gh_fn fn, void *arg)
+{
+    gh_greenlet *g = gh__spawn_prepare(opts, fn, arg);
     if (g)
         gh__enqueue(g);
     return g;
@@ -196,6 +204,10 @@ _Noreturn void gh__greenlet_entry(struct gh__hub *h)
     gh__after_switch(h);
     errno = 0;
     g->result = g->fn(g->arg);
+    if (g->locals)
+        gh__locals_run_destructors(g);
+    if (g->group)
+        gh__group_leave(g);
     greenlet_finish(g);
     gh__switch_out(gh__hub_self(), g, GH_ACT_EXIT);
     gh__die(__func__, "dead greenlet #%llu resumed", (unsigned long long)g->id);
@@ -315,6 +327,7 @@ void gh__greenlets_destroy_all(struct gh__runtime *rt)
                 if ((s[k].stack_kind & 0xff) == GH_STACK_OWN)
                     gh__stack_free(NULL, &s[k].ctx, s[k].stack_kind);
                 gh__tsan_fiber_free(&s[k].ctx);
+                gh__locals_free(&s[k]);   /* destructors cannot run here */
             }
         }
         free(s);

@@ -129,6 +129,15 @@ struct gh_greenlet {
     /* Deadline scopes (gh_timeout_begin).  Owner: the greenlet itself. */
     struct gh__dlscope dl;
 
+    /* Group membership (sync.h's gh_group): set before the greenlet is
+     * first queued, immutable after; the links are under group->lock. */
+    struct gh_group *group;
+    gh_greenlet *grp_next, *grp_prev;
+
+    /* Greenlet-local values (local.c), indexed by key.  Owner: the
+     * greenlet itself; freed when it ends. */
+    void **locals;
+    unsigned nlocals;
 };
 
 /* ---- waiting -------------------------------------------------------------
@@ -164,15 +173,31 @@ bool gh__wake(gh_greenlet *g, uint64_t gen, int reason);
 void gh__unpark(gh_greenlet *g);
 int gh__park(gh_greenlet *self, uint64_t gen, int64_t timeout_ms,
              void (*unlock_fn)(void *), void *arg);
-int gh__park_until_woken(gh_greenlet *self);
+int gh__park_until_woken(gh_greenlet *self, void (*unlock_fn)(void *), void *arg);
 void gh__waiter_init(struct gh__waiter *w, gh_greenlet *self,
                      struct gh__tparker *tp);
 void gh__waiter_arm(struct gh__waiter *w);
-/* A primitive's list of waiters (caller holds the primitive's lock). */
+/* A primitive's list of waiters, oldest first (caller holds the
+ * primitive's lock): append, put back at the front, unlink, take the
+ * oldest. */
 void gh__waiters_push(struct gh__waiter **head, struct gh__waiter *w);
+void gh__waiters_push_front(struct gh__waiter **head, struct gh__waiter *w);
 void gh__waiters_unlink(struct gh__waiter **head, struct gh__waiter *w);
+struct gh__waiter *gh__waiters_pop(struct gh__waiter **head);
+/* Unlinks waiters oldest first until one's claim is won with `reason`;
+ * returns that one (its caller may hand it something), NULL if none. */
+struct gh__waiter *gh__waiters_wake_one(struct gh__waiter **head, int reason);
 /* Unlinks and wakes every waiter with `reason`. */
 void gh__waiters_wake_all(struct gh__waiter **head, int reason);
+/* For waits that may wait more than once (a primitive woken to compete):
+ * the absolute end (ns) of a wait of timeout_ms (0 for -1: none), and what
+ * is left of it in ms (-1 none, 0 over, else rounded up). */
+uint64_t gh__wait_end(int64_t timeout_ms);
+int64_t gh__ms_left(uint64_t end);
+int gh__wait_on(struct gh__waiter **list, atomic_flag *lock,
+                struct gh__waiter *w, int64_t timeout_ms, bool front);
+int gh__wait_on_uninterruptible(struct gh__waiter **list, atomic_flag *lock,
+                                struct gh__waiter *w, bool front);
 void gh__waiter_fini(struct gh__waiter *w);
 bool gh__waiter_wake(struct gh__waiter *w, int reason);
 int gh__waiter_wait(struct gh__waiter *w, int64_t timeout_ms,
@@ -318,6 +343,13 @@ void gh__fifo_destroy(struct gh__fifo *f);
 /* greenlet.c */
 void gh__greenlet_exited(struct gh__hub *h, gh_greenlet *g);
 void gh__greenlet_release_ref(struct gh__hub *h, gh_greenlet *g);
+/* group.c: the greenlet's function returned; on its own stack. */
+void gh__group_leave(gh_greenlet *g);
+/* local.c: runs g's local destructors (on its stack) and frees them. */
+void gh__locals_run_destructors(gh_greenlet *g);
+void gh__locals_free(gh_greenlet *g);
+/* greenlet.c: validates opts and makes a greenlet, not yet queued. */
+gh_greenlet *gh__spawn_prepare(const gh_spawn_opts *opts, gh_fn fn, void *arg);
 gh_greenlet *gh__greenlet_new(struct gh__hub *h, const gh_spawn_opts *o,
                               gh_fn fn, void *arg);
 void gh__greenlets_destroy_all(struct gh__runtime *rt);

@@ -178,6 +178,19 @@ static uint64_t wait_deadline(const struct gh__dlscope *d, int64_t timeout_ms,
     return at == GH_NEVER ? 0 : at;
 }
 
+uint64_t gh__wait_end(int64_t timeout_ms)
+{
+    return timeout_ms < 0 ? 0 : gh__deadline_after(timeout_ms);
+}
+
+int64_t gh__ms_left(uint64_t end)
+{
+    if (!end)
+        return -1;
+    uint64_t now = gh__now_ns();
+    return now >= end ? 0 : (int64_t)((end - now + 999999u) / 1000000u);
+}
+
 uint64_t gh__scope_deadline(int64_t timeout_ms, bool *by_scope)
 {
     return wait_deadline(gh__dlscope_self(), timeout_ms, by_scope);
@@ -212,10 +225,11 @@ int gh__park(gh_greenlet *self, uint64_t gen, int64_t timeout_ms,
 /* gh__park for a wait only its waker may end: no timer, no deadline
  * scope, and a kill that came before is not acted on (one that comes
  * during the wait still claims it: the caller loops). */
-int gh__park_until_woken(gh_greenlet *self)
+int gh__park_until_woken(gh_greenlet *self, void (*unlock_fn)(void *), void *arg)
 {
     struct gh__hub *h = gh__hub_self();
-    self->unlock_fn = NULL;
+    self->unlock_fn = unlock_fn;
+    self->unlock_arg = arg;
     gh__switch_out(h, self, GH_ACT_PARK);
     return (int)(atomic_load_explicit(&self->wait, memory_order_acquire) & 0xff);
 }
@@ -261,37 +275,80 @@ void gh__waiter_arm(struct gh__waiter *w)
 {
     if (w->g)
         w->gen = gh__wait_open(w->g);
+    else
+        w->tp->reason = GH_WAKE_NONE;   /* unlinked: no waker can touch tp */
 }
 
+/* A primitive's waiters, oldest first: a doubly linked list whose head's
+ * prev points at the tail (the tail's next is NULL), so appending, taking
+ * the oldest and unlinking any one are all O(1) through the one pointer a
+ * primitive keeps.  Caller holds the primitive's lock. */
 void gh__waiters_push(struct gh__waiter **head, struct gh__waiter *w)
 {
-    w->prev = NULL;
-    w->next = *head;
-    if (w->next)
-        w->next->prev = w;
+    struct gh__waiter *h = *head;
+    w->next = NULL;
+    if (!h) {
+        w->prev = w;
+        *head = w;
+    } else {
+        w->prev = h->prev;
+        h->prev->next = w;
+        h->prev = w;
+    }
+    w->linked = true;
+}
+
+void gh__waiters_push_front(struct gh__waiter **head, struct gh__waiter *w)
+{
+    struct gh__waiter *h = *head;
+    w->next = h;
+    w->prev = h ? h->prev : w;
+    if (h)
+        h->prev = w;
     *head = w;
     w->linked = true;
 }
 
 void gh__waiters_unlink(struct gh__waiter **head, struct gh__waiter *w)
 {
-    if (w->prev)
-        w->prev->next = w->next;
-    else
+    struct gh__waiter *h = *head;
+    if (w == h) {
         *head = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
+        if (w->next)
+            w->next->prev = w->prev;
+    } else {
+        w->prev->next = w->next;
+        if (w->next)
+            w->next->prev = w->prev;
+        else
+            h->prev = w->prev;   /* w was the tail */
+    }
     w->next = w->prev = NULL;
     w->linked = false;
+}
+
+struct gh__waiter *gh__waiters_pop(struct gh__waiter **head)
+{
+    struct gh__waiter *w = *head;
+    if (w)
+        gh__waiters_unlink(head, w);
+    return w;
+}
+
+struct gh__waiter *gh__waiters_wake_one(struct gh__waiter **head, int reason)
+{
+    struct gh__waiter *w;
+    while ((w = gh__waiters_pop(head)))
+        if (gh__waiter_wake(w, reason))
+            return w;   /* a waiter that lost its claim is leaving anyway */
+    return NULL;
 }
 
 void gh__waiters_wake_all(struct gh__waiter **head, int reason)
 {
     struct gh__waiter *w;
-    while ((w = *head)) {
-        gh__waiters_unlink(head, w);
+    while ((w = gh__waiters_pop(head)))
         gh__waiter_wake(w, reason);   /* under the caller's lock: w is alive */
-    }
 }
 
 void gh__waiter_fini(struct gh__waiter *w)
@@ -343,5 +400,61 @@ int gh__waiter_wait(struct gh__waiter *w, int64_t timeout_ms,
     }
     int r = tp->reason;
     pthread_mutex_unlock(&tp->mu);
+    return r;
+}
+
+/* The wait of a primitive, in one place: the caller holds `lock` and has
+ * initialised w; w is armed and queued (at the back, or at the front for a
+ * waiter that comes back to a queue it was taken from), the caller waits,
+ * and a wait that ends other than by a waker (timeout, cancellation) takes
+ * w off the queue again.  Returns the reason, with `lock` released. */
+int gh__wait_on(struct gh__waiter **list, atomic_flag *lock,
+                struct gh__waiter *w, int64_t timeout_ms, bool front)
+{
+    gh__waiter_arm(w);
+    if (front)
+        gh__waiters_push_front(list, w);
+    else
+        gh__waiters_push(list, w);
+    int r = gh__waiter_wait(w, timeout_ms, gh__spin_unlock_cb, lock);
+    if (r != GH_WAKE_EVENT) {
+        gh__spin_lock(lock);
+        if (w->linked)
+            gh__waiters_unlink(list, w);
+        gh__spin_unlock(lock);
+    }
+    return r;
+}
+
+/* gh__wait_on for a wait only a waker ends (no timeout, no deadline
+ * scope, and a kill that came before is not acted on): for what must
+ * happen whatever else does, such as gh_cond_wait taking its mutex back.
+ * A kill that lands during the wait still ends it (reason CANCEL, w taken
+ * off the queue): the caller re-checks its condition and waits again. */
+int gh__wait_on_uninterruptible(struct gh__waiter **list, atomic_flag *lock,
+                                struct gh__waiter *w, bool front)
+{
+    gh__waiter_arm(w);
+    if (front)
+        gh__waiters_push_front(list, w);
+    else
+        gh__waiters_push(list, w);
+    int r;
+    if (w->g) {
+        r = gh__park_until_woken(w->g, gh__spin_unlock_cb, lock);
+    } else {
+        pthread_mutex_lock(&w->tp->mu);
+        gh__spin_unlock(lock);
+        while (w->tp->reason == GH_WAKE_NONE)
+            pthread_cond_wait(&w->tp->cv, &w->tp->mu);
+        r = w->tp->reason;   /* EVENT: a thread cannot be killed */
+        pthread_mutex_unlock(&w->tp->mu);
+    }
+    if (r != GH_WAKE_EVENT) {
+        gh__spin_lock(lock);
+        if (w->linked)
+            gh__waiters_unlink(list, w);
+        gh__spin_unlock(lock);
+    }
     return r;
 }

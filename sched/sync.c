@@ -1,0 +1,360 @@
+/* sched/sync.c — gh_sem, gh_mutex, gh_cond.
+ *
+ * All three are built on the one park mechanism (park.c): a waiter is
+ * queued under the primitive's spin lock (oldest first) and parks through
+ * gh__wait_on; a waker takes waiters off the queue under that lock and
+ * claims them with gh__waiter_wake.  Exactly one claim wins per wait, so a
+ * waiter that timed out or was killed while being woken is simply skipped
+ * and whatever the waker meant to hand it (a permit, the lock) goes to the
+ * next waiter: nothing is lost and nothing is given twice.
+ *
+ * Handing over.  gh_sem_release with waiters does not raise the count: it
+ * hands the permit to the oldest waiter whose claim it wins (reason EVENT
+ * means "you hold a permit").  gh_mutex does the same only for a waiter
+ * that has waited GH_MUTEX_STARVE_MS; see "Mutex" below. */
+#include "internal.h"
+
+#include <errno.h>
+#include <limits.h>
+
+/* ---- shared helpers --------------------------------------------------------- */
+
+static int waiters_busy(atomic_flag *lock, struct gh__waiter **list)
+{
+    gh__spin_lock(lock);
+    int busy = *list != NULL;
+    gh__spin_unlock(lock);
+    return busy;
+}
+
+/* ---- gh_sem --------------------------------------------------------------------
+ * Invariant (under s->lock): waiters are queued only while count is 0;
+ * a release that finds one hands its permit over instead of counting it. */
+
+int gh_sem_init(gh_sem *s, unsigned n)
+{
+    if (!s || n > INT_MAX)
+        return EINVAL;
+    atomic_init(&s->count, n);
+    atomic_flag_clear(&s->lock);
+    s->waiters = NULL;
+    return 0;
+}
+
+int gh_sem_destroy(gh_sem *s)
+{
+    if (!s)
+        return EINVAL;
+    return waiters_busy(&s->lock, &s->waiters) ? EBUSY : 0;
+}
+
+/* Any thread.  Takes a permit if one is free, without the lock. */
+static bool sem_try(gh_sem *s)
+{
+    unsigned c = atomic_load_explicit(&s->count, memory_order_relaxed);
+    while (c > 0)
+        /* acquire: pairs with the release in gh_sem_release's fetch_add. */
+        if (atomic_compare_exchange_weak_explicit(&s->count, &c, c - 1,
+                memory_order_acquire, memory_order_relaxed))
+            return true;
+    return false;
+}
+
+int gh_sem_acquire(gh_sem *s, int64_t timeout_ms)
+{
+    if (!s || timeout_ms < -1)
+        return EINVAL;
+    if (sem_try(s))
+        return 0;
+    if (timeout_ms == 0)
+        return ETIMEDOUT;
+    struct gh__tparker tp;
+    struct gh__waiter w;
+    gh__waiter_init(&w, gh_self(), &tp);
+    gh__spin_lock(&s->lock);
+    int r = GH_WAKE_EVENT;
+    if (sem_try(s))   /* a release between the try and the lock */
+        gh__spin_unlock(&s->lock);
+    else
+        r = gh__wait_on(&s->waiters, &s->lock, &w, timeout_ms, false);
+    gh__waiter_fini(&w);
+    return gh__reason_errno(r);   /* EVENT: the releaser handed us its permit */
+}
+
+int gh_sem_release(gh_sem *s)
+{
+    if (!s)
+        return EINVAL;
+    int err = 0;
+    gh__spin_lock(&s->lock);
+    if (!gh__waiters_wake_one(&s->waiters, GH_WAKE_EVENT)) {
+        /* Only releases raise the count, all under s->lock: no overshoot. */
+        if (atomic_load_explicit(&s->count, memory_order_relaxed) >= INT_MAX)
+            err = EOVERFLOW;
+        else
+            atomic_fetch_add_explicit(&s->count, 1, memory_order_release);
+    }
+    gh__spin_unlock(&s->lock);
+    return err;
+}
+
+unsigned gh_sem_value(const gh_sem *s)
+{
+    return s ? atomic_load_explicit(&s->count, memory_order_relaxed) : 0;
+}
+
+/* ---- gh_mutex ------------------------------------------------------------------
+ * state: M_LOCKED (someone holds it) | M_QUEUED (take the slow unlock).
+ *
+ * Invariants:
+ *   - M_LOCKED goes 0 -> 1 only by a CAS (the fast path, or the slow path
+ *     under m->lock), 1 -> 0 only by its holder.
+ *   - M_QUEUED is set, under m->lock, before a waiter queues; so while
+ *     anyone waits an unlock takes the slow path.  It may be left set after
+ *     the queue empties (a waiter timed out); the next slow unlock clears it.
+ *   - woken (m->lock): waiters an unlock woke without handing over the
+ *     lock, on their way back to try again.  While one is, another unlock
+ *     wakes nobody new (no herd of retries), except to hand over to a
+ *     starving waiter.
+ *
+ * Fairness: a woken waiter competes with newcomers (the fast path) and,
+ * losing, queues again at the front with its first arrival time; once the
+ * oldest waiter has waited GH_MUTEX_STARVE_MS, the unlock hands the lock to
+ * it directly (M_LOCKED never drops), so no waiter starves. */
+enum { M_LOCKED = 1, M_QUEUED = 2 };
+
+/* Go's starvationThresholdNs: long against a critical section, short
+ * against a human.  Not measured here. */
+#define MUTEX_STARVE_NS ((uint64_t)GH_MUTEX_STARVE_MS * 1000000u)
+
+struct mutex_waiter {
+    struct gh__waiter w;   /* first: the queue holds &mw->w */
+    uint64_t since;        /* first arrival (ns); owner: the waiter */
+    bool handoff;          /* set by the unlocker before it claims w */
+};
+
+int gh_mutex_init(gh_mutex *m)
+{
+    if (!m)
+        return EINVAL;
+    *m = (gh_mutex)GH_MUTEX_INITIALIZER;
+    return 0;
+}
+
+int gh_mutex_destroy(gh_mutex *m)
+{
+    if (!m)
+        return EINVAL;
+    if (atomic_load(&m->state) & M_LOCKED)
+        return EBUSY;
+    return waiters_busy(&m->lock, &m->waiters) ? EBUSY : 0;
+}
+
+/* Any thread.  Takes the lock if it is free (queued waiters or not). */
+static bool mutex_try(gh_mutex *m)
+{
+    unsigned s = atomic_load_explicit(&m->state, memory_order_relaxed);
+    while (!(s & M_LOCKED))
+        /* acquire: pairs with the releases in gh_mutex_unlock. */
+        if (atomic_compare_exchange_weak_explicit(&m->state, &s, s | M_LOCKED,
+                memory_order_acquire, memory_order_relaxed))
+            return true;
+    return false;
+}
+
+/* Caller holds m->lock.  Takes the lock (true), or marks it queued so the
+ * holder's unlock will look at the queue (false). */
+static bool mutex_take_or_mark(gh_mutex *m)
+{
+    unsigned s = atomic_load_explicit(&m->state, memory_order_relaxed);
+    for (;;) {
+        unsigned to = s & M_LOCKED ? s | M_QUEUED : s | M_LOCKED;
+        if (atomic_compare_exchange_weak_explicit(&m->state, &s, to,
+                memory_order_acquire, memory_order_relaxed))
+            return !(s & M_LOCKED);
+    }
+}
+
+/* The slow path of locking.  interruptible: the timeout, the deadline
+ * scope and gh_kill end the wait; else only the lock does (for
+ * gh_cond_wait taking its mutex back). */
+static int mutex_lock_slow(gh_mutex *m, int64_t timeout_ms, bool interruptible)
+{
+    struct gh__tparker tp;
+    struct mutex_waiter mw = { .since = 0 };
+    gh__waiter_init(&mw.w, gh_self(), &tp);
+    uint64_t end = gh__wait_end(timeout_ms);
+    bool woken = false;   /* an unlock woke us to compete (m->woken) */
+    bool front = false;   /* we were queued before: back to the front */
+    int err = 0;
+    for (;;) {
+        gh__spin_lock(&m->lock);
+        if (woken)
+            m->woken--;
+        if (mutex_take_or_mark(m)) {
+            gh__spin_unlock(&m->lock);
+            break;
+        }
+        int64_t left = interruptible ? gh__ms_left(end) : -1;
+        if (left == 0) {
+            gh__spin_unlock(&m->lock);
+            err = ETIMEDOUT;
+            break;
+        }
+        if (!mw.since)
+            mw.since = gh__now_ns();
+        mw.handoff = false;
+        int r = interruptible
+            ? gh__wait_on(&m->waiters, &m->lock, &mw.w, left, front)
+            : gh__wait_on_uninterruptible(&m->waiters, &m->lock, &mw.w, front);
+        if (r == GH_WAKE_EVENT && mw.handoff)
+            break;   /* the unlocker handed the lock over: we hold it */
+        if (r != GH_WAKE_EVENT && interruptible) {
+            err = gh__reason_errno(r);
+            break;
+        }
+        woken = r == GH_WAKE_EVENT;   /* else a kill we do not act on */
+        front = true;
+    }
+    gh__waiter_fini(&mw.w);
+    return err;
+}
+
+static int mutex_lock(gh_mutex *m, int64_t timeout_ms, bool interruptible)
+{
+    if (mutex_try(m))
+        return 0;
+    if (timeout_ms == 0)
+        return ETIMEDOUT;
+    return mutex_lock_slow(m, timeout_ms, interruptible);
+}
+
+int gh_mutex_lock(gh_mutex *m)
+{
+    return m ? mutex_lock(m, -1, true) : EINVAL;
+}
+
+int gh_mutex_timedlock(gh_mutex *m, int64_t timeout_ms)
+{
+    if (!m || timeout_ms < -1)
+        return EINVAL;
+    return mutex_lock(m, timeout_ms, true);
+}
+
+int gh_mutex_trylock(gh_mutex *m)
+{
+    if (!m)
+        return EINVAL;
+    return mutex_try(m) ? 0 : EBUSY;
+}
+
+/* Caller holds m->lock and the mutex.  Wakes the oldest waiter: hands it
+ * the mutex (returns true) if it starves, else lets it compete. */
+static bool mutex_wake_next(gh_mutex *m)
+{
+    uint64_t now = 0;
+    struct gh__waiter *w;
+    while ((w = m->waiters)) {
+        struct mutex_waiter *mw = (struct mutex_waiter *)w;
+        if (!now)
+            now = gh__now_ns();
+        bool starving = now - mw->since >= MUTEX_STARVE_NS;
+        if (!starving && m->woken)
+            return false;   /* one woken waiter is on its way already */
+        gh__waiters_unlink(&m->waiters, w);
+        mw->handoff = starving;   /* read by the waiter after our claim */
+        if (!gh__waiter_wake(w, GH_WAKE_EVENT))
+            continue;   /* it timed out or was killed: the next one */
+        if (starving)
+            return true;
+        m->woken++;
+        return false;
+    }
+    return false;
+}
+
+int gh_mutex_unlock(gh_mutex *m)
+{
+    if (!m)
+        return EINVAL;
+    unsigned s = M_LOCKED;
+    /* release: publishes the critical section; pairs with the acquire
+     * CAS in mutex_try / mutex_take_or_mark. */
+    if (atomic_compare_exchange_strong_explicit(&m->state, &s, 0,
+            memory_order_release, memory_order_relaxed))
+        return 0;
+    if (!(s & M_LOCKED))
+        return EPERM;
+    gh__spin_lock(&m->lock);
+    if (!mutex_wake_next(m))
+        /* We hold M_LOCKED, so no CAS can change state under us, and
+         * M_QUEUED only changes under m->lock: a plain store is exact. */
+        atomic_store_explicit(&m->state, m->waiters ? M_QUEUED : 0,
+                              memory_order_release);
+    gh__spin_unlock(&m->lock);
+    return 0;
+}
+
+/* ---- gh_cond ------------------------------------------------------------------- */
+
+int gh_cond_init(gh_cond *c)
+{
+    if (!c)
+        return EINVAL;
+    *c = (gh_cond)GH_COND_INITIALIZER;
+    return 0;
+}
+
+int gh_cond_destroy(gh_cond *c)
+{
+    if (!c)
+        return EINVAL;
+    return waiters_busy(&c->lock, &c->waiters) ? EBUSY : 0;
+}
+
+int gh_cond_wait(gh_cond *c, gh_mutex *m, int64_t timeout_ms)
+{
+    if (!c || !m || timeout_ms < -1)
+        return EINVAL;
+    if (!(atomic_load_explicit(&m->state, memory_order_relaxed) & M_LOCKED))
+        return EPERM;
+    struct gh__tparker tp;
+    struct gh__waiter w;
+    gh__waiter_init(&w, gh_self(), &tp);
+    gh__spin_lock(&c->lock);
+    gh__waiter_arm(&w);
+    gh__waiters_push(&c->waiters, &w);
+    /* Queued before the mutex is released, so a signal sent by whoever
+     * takes the mutex next finds us.  Lock order: c->lock, then m->lock. */
+    gh_mutex_unlock(m);
+    int r = gh__waiter_wait(&w, timeout_ms, gh__spin_unlock_cb, &c->lock);
+    if (r != GH_WAKE_EVENT) {
+        gh__spin_lock(&c->lock);
+        if (w.linked)
+            gh__waiters_unlink(&c->waiters, &w);
+        gh__spin_unlock(&c->lock);
+    }
+    gh__waiter_fini(&w);
+    mutex_lock(m, -1, false);   /* held on return, whatever happened */
+    return gh__reason_errno(r);
+}
+
+int gh_cond_signal(gh_cond *c)
+{
+    if (!c)
+        return EINVAL;
+    gh__spin_lock(&c->lock);
+    gh__waiters_wake_one(&c->waiters, GH_WAKE_EVENT);
+    gh__spin_unlock(&c->lock);
+    return 0;
+}
+
+int gh_cond_broadcast(gh_cond *c)
+{
+    if (!c)
+        return EINVAL;
+    gh__spin_lock(&c->lock);
+    gh__waiters_wake_all(&c->waiters, GH_WAKE_EVENT);
+    gh__spin_unlock(&c->lock);
+    return 0;
+}
