@@ -256,6 +256,7 @@ struct gh_imap {
     int feed_err;                 /* (lock) why the feeder stopped early */
     gh_greenlet *feeder;          /* (lock) alive while non-NULL */
     struct gh__waiter *readers;   /* (lock) */
+    struct gh__waiter *freers;    /* (lock) gh_imap_free, waiting for the feeder */
 };
 
 static void imap_unref(gh_imap *it)
@@ -311,6 +312,7 @@ static void *imap_feed(void *p)
     it->feed_err = err;
     it->feeder = NULL;   /* gh_imap_free may no longer kill us */
     gh__waiters_wake_all(&it->readers, GH_WAKE_EVENT);
+    gh__waiters_wake_all(&it->freers, GH_WAKE_EVENT);
     gh__spin_unlock(&it->lock);
     imap_unref(it);
     return NULL;
@@ -433,11 +435,22 @@ int gh_imap_free(gh_imap *it)
 {
     if (!it)
         return EINVAL;
+    struct gh__tparker tp;
+    struct gh__waiter w;
+    gh__waiter_init(&w, gh_self(), &tp);
     gh__spin_lock(&it->lock);
     it->stopped = true;
     if (it->feeder)
         gh_kill(it->feeder);   /* its wait for room returns ECANCELED */
+    /* Wait for the feeder to stop (soon: it was killed), so that nothing
+     * waits on the pool for it once we return.  Uninterruptible: a killed
+     * caller must not leave a feeder behind. */
+    while (it->feeder) {
+        gh__wait_on_uninterruptible(&it->freers, &it->lock, &w, false);
+        gh__spin_lock(&it->lock);
+    }
     gh__spin_unlock(&it->lock);
+    gh__waiter_fini(&w);
     imap_unref(it);
     return 0;
 }

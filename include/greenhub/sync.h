@@ -207,9 +207,10 @@ GH_API gh_imap *gh_pool_imap_unordered(gh_pool *pool, gh_fn fn, void **args,
  * result that was never computed. */
 GH_API int gh_imap_next(gh_imap *it, void **result);
 GH_API int gh_imap_next_timeout(gh_imap *it, void **result, int64_t timeout_ms);
-/* Stops spawning new calls and releases the iterator; calls already
- * running finish on the pool (join or free the pool afterwards to wait for
- * them), and their results are dropped.  0; EINVAL for NULL. */
+/* Stops the feeder (returns once it has stopped: nothing more is spawned
+ * for it) and releases the iterator.  Calls already running finish on the
+ * pool and their results are dropped: gh_pool_join waits for them.
+ * 0; EINVAL for NULL. */
 GH_API int gh_imap_free(gh_imap *it);
 
 /* ---- greenlet-local storage (like pthread keys, per greenlet) -------------
