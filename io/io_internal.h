@@ -22,6 +22,21 @@ struct gh__fdstate {
     _Atomic uint64_t hubmask;  /* bit i % 64: hub i may watch this fd */
 };
 
+/* A hub's io state (h->io), allocated with the hub.  Owner: that hub's
+ * thread. */
+struct gh__fdpoll;
+struct gh__io_hub {
+    /* poll.c: the hub's watches, indexed by fd. */
+    struct gh__fdpoll **polls;
+    size_t cap;
+    /* sys.c: the I/O budget of the greenlet running here (see budget_spend
+     * there): budget_used mirror calls of budget_g completed without
+     * parking while h->st.switches was budget_switches. */
+    gh_greenlet *budget_g;
+    uint64_t budget_switches;
+    uint32_t budget_used;
+};
+
 /* fds at or above this get EINVAL from the green calls (16M). */
 #define GH_FD_MAX (1 << 24)
 

@@ -67,12 +67,6 @@ struct gh__fdpoll {
     struct gh__fdreg *regs;
 };
 
-/* A hub's watches, indexed by fd.  Owner: that hub's thread. */
-struct gh__io_hub {
-    struct gh__fdpoll **polls;
-    size_t cap;
-};
-
 /* One gh_close waiting for the hubs that had to retire a watch.  Lives on
  * the closer's stack: the closer returns only when no hub can touch it
  * any more (touching == 0).  At runtime stop an unfinished closer's stack

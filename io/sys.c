@@ -3,7 +3,14 @@
  * Each one: make sure the fd is non-blocking (once per fd), make the call,
  * and only on EAGAIN wait for readiness (gh__io_wait: a greenlet parks, a
  * plain thread polls) and make it again.  Errors pass through with the
- * call's own errno; a failed wait sets errno to its reason. */
+ * call's own errno; a failed wait sets errno to its reason.
+ *
+ * The I/O budget: a greenlet whose calls never meet EAGAIN (a fast peer,
+ * a file, /dev/zero) would never park and would starve the other
+ * greenlets of its hub.  So, as Tokio's cooperative budget does, a
+ * greenlet that has made GH_IO_BUDGET successful mirror calls in a row
+ * without giving up its hub yields once, after the call succeeded (its
+ * data and return value are kept; errno too).  See budget_spend(). */
 #include "io_internal.h"
 
 #include <errno.h>
@@ -21,6 +28,53 @@ static int prepare(int fd)
         return -1;
     }
     return 0;
+}
+
+/* Successful mirror calls a greenlet may make in a row, without giving
+ * up its hub, before it yields.  Guessed, not measured: Tokio's 128.  The
+ * cost is one yield per 128 calls, and nothing at all for a greenlet that
+ * parks or yields on its own more often than that. */
+enum { GH_IO_BUDGET = 128 };
+
+/* Out of line: the common path stays a few loads and a compare. */
+__attribute__((noinline, cold)) static void budget_yield(struct gh__io_hub *io)
+{
+    io->budget_used = 0;   /* in case gh_yield finds nothing else to run */
+    int e = errno;
+    gh_yield();
+    errno = e;
+}
+
+/* After a mirror call that succeeded: counts it against the running
+ * greenlet's budget, and yields when that is spent.  Nothing on a plain
+ * thread (or in a hub's scheduler).
+ *
+ * "In a row" means: since the greenlet last got its hub.  The count is
+ * kept per hub, not per greenlet (a greenlet has no io/ field), together
+ * with the greenlet and the hub's switch counter it belongs to.  Every
+ * switch-in bumps h->st.switches (set_running() in sched/hub.c), so while
+ * the greenlet keeps its hub the counter stays put, and a park, a yield,
+ * a migration to another hub and back, or another greenlet's calls all
+ * show as a different counter (or greenlet) and start a fresh count: a
+ * greenlet that parks at least every GH_IO_BUDGET calls never yields
+ * here.  The greenlet is compared too, so a counter that stopped counting
+ * could only cost extra yields, never starvation between greenlets.
+ * Cost: the gh__hub_self() call, a relaxed load, two compares, an add. */
+static inline void budget_spend(void)
+{
+    struct gh__hub *h = gh__hub_self();
+    gh_greenlet *self;
+    if (!h || !(self = h->current))
+        return;
+    struct gh__io_hub *io = h->io;
+    uint64_t sw = atomic_load_explicit(&h->st.switches, memory_order_relaxed);
+    if (io->budget_switches != sw || io->budget_g != self) {
+        io->budget_switches = sw;
+        io->budget_g = self;
+        io->budget_used = 0;
+    }
+    if (++io->budget_used >= GH_IO_BUDGET)
+        budget_yield(io);
 }
 
 /* After a call failed with errno: 1 if it should be retried once fd is
@@ -47,6 +101,8 @@ static int again(int fd, int events, int flags)
         ssize_t r_;                                         \
         while ((r_ = (CALL)) < 0 && again(fd, events, flags)) \
             ;                                               \
+        if (r_ >= 0)                                        \
+            budget_spend();                                 \
         return r_;                                          \
     } while (0)
 
@@ -121,6 +177,7 @@ int gh_accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
     if (c >= 0) {
         /* made non-blocking above: no fcntl on its first use */
         gh__fd_mark_nonblock(gh__fdstate_get(c));
+        budget_spend();
     }
     return c;
 }
@@ -134,8 +191,10 @@ int gh_connect(int fd, const struct sockaddr *addr, socklen_t addrlen)
 {
     if (prepare(fd) < 0)
         return -1;
-    if (connect(fd, addr, addrlen) == 0)
+    if (connect(fd, addr, addrlen) == 0) {
+        budget_spend();
         return 0;
+    }
     if (errno != EINPROGRESS)
         return -1;
     int err = gh__io_wait(fd, GH_WRITE, -1);

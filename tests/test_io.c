@@ -3,6 +3,8 @@
 #include "gh_test.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -1061,6 +1063,203 @@ static void test_stale_watch_does_not_keep_a_hub_awake(void **state)
     gh_test_run(2, stale_watch_main, NULL);
 }
 
+/* ---- the I/O budget: calls that never wait still let the hub's others run ---- */
+
+/* The hog reads /dev/zero (every read succeeds at once) until another
+ * greenlet of its hub tells it to stop, or it reaches its limit or
+ * HOG_MS.  Without the budget it never gives up the hub, so only the
+ * limit or HOG_MS stops it. */
+enum { HOG_LIMIT = 1000000, HOG_FAIR = 100000, HOG_MS = 5000 };
+static _Atomic int hog_started, hog_stop, hog_capped;
+static long hog_limit;
+
+static void hog_reset(long limit)
+{
+    atomic_store(&hog_started, 0);
+    atomic_store(&hog_stop, 0);
+    atomic_store(&hog_capped, 0);
+    hog_limit = limit;
+}
+
+/* Returns the number of reads, or -1 if a read failed or lost errno. */
+static void *hog_reader(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    atomic_store(&hog_started, 1);
+    uint64_t t0 = now_ms();
+    intptr_t reads = 0;
+    while (!atomic_load_explicit(&hog_stop, memory_order_relaxed)) {
+        if (reads >= hog_limit ||
+            ((reads & 4095) == 4095 && now_ms() - t0 > HOG_MS)) {
+            atomic_store(&hog_capped, 1);
+            break;
+        }
+        char c = 1;
+        errno = 0;
+        if (gh_read(fd, &c, 1) != 1 || c != 0 || errno != 0)
+            return (void *)(intptr_t)-1;
+        reads++;
+    }
+    return (void *)reads;
+}
+
+static void *hog_stopper(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&hog_started))
+        gh_yield();
+    atomic_store(&hog_stop, 1);
+    return NULL;
+}
+
+/* Runs the hog beside `other` on this hub; returns the hog's reads. */
+static intptr_t hog_beside(gh_fn other, void *other_arg)
+{
+    int fd = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    gh_greenlet *b = gh_spawn(other, other_arg);
+    gh_greenlet *a = gh_spawn(hog_reader, (void *)(intptr_t)fd);
+    assert_non_null(a);
+    assert_non_null(b);
+    void *ra, *rb;
+    assert_int_equal(gh_join(a, &ra), 0);
+    assert_int_equal(gh_join(b, &rb), 0);
+    assert_int_equal(gh_close(fd), 0);
+    intptr_t reads = (intptr_t)ra;
+    if (reads < 0)
+        fail_msg("a read of /dev/zero failed or changed errno");
+    return reads;
+}
+
+static void *hog_main(void *arg)
+{
+    (void)arg;
+    hog_reset(HOG_LIMIT);
+    intptr_t reads = hog_beside(hog_stopper, NULL);
+    if (reads >= HOG_FAIR || atomic_load(&hog_capped))
+        fail_msg("the reader made %ld reads before the other greenlet of its hub ran",
+                 (long)reads);
+    return NULL;
+}
+
+static void test_reads_that_never_wait_let_the_hubs_others_run(void **state)
+{
+    (void)state;
+    gh_test_run(1, hog_main, NULL);
+}
+
+/* The same hog beside a greenlet parked in gh_read on a socket, which a
+ * plain thread writes to once the hog runs: the hub must still run its
+ * libuv loop.  Bounded by time, not reads (how soon the hub polls is the
+ * scheduler's business, and the writer thread may be late). */
+static void *hog_sock_reader(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char c;
+    ssize_t r = gh_read(fd, &c, 1);
+    atomic_store(&hog_stop, 1);
+    return (void *)r;
+}
+
+static void *hog_sock_writer(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    while (!atomic_load(&hog_started))
+        usleep(1000);
+    usleep(10 * 1000);
+    if (write(fd, "x", 1) != 1)
+        abort();
+    return NULL;
+}
+
+static void *hog_sock_main(void *arg)
+{
+    (void)arg;
+    hog_reset(LONG_MAX);
+    int sv[2];
+    pair(sv);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, hog_sock_writer, (void *)(intptr_t)sv[1]), 0);
+    intptr_t reads = hog_beside(hog_sock_reader, (void *)(intptr_t)sv[0]);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    if (atomic_load(&hog_capped))
+        fail_msg("a greenlet waiting on a socket was not woken in %d ms "
+                 "(%ld reads) while another greenlet of its hub read /dev/zero",
+                 HOG_MS, (long)reads);
+    gh_close(sv[0]);
+    gh_close(sv[1]);
+    return NULL;
+}
+
+static void test_reads_that_never_wait_let_the_hub_poll_its_sockets(void **state)
+{
+    (void)state;
+    gh_test_run(1, hog_sock_main, NULL);
+}
+
+/* The budget counts calls since the greenlet last got its hub: one that
+ * yields on its own every POLITE_READS (< GH_IO_BUDGET, 128) calls never
+ * pays an extra yield.  The counter greenlet runs once per yield of the
+ * reader: POLITE_ROUNDS times, or about 150 more if the count ran on
+ * across the reader's own yields. */
+enum { POLITE_ROUNDS = 200, POLITE_READS = 100 };
+static _Atomic int polite_done;
+static _Atomic long polite_other_runs;
+
+static void *polite_reader(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    for (int r = 0; r < POLITE_ROUNDS; r++) {
+        for (int i = 0; i < POLITE_READS; i++) {
+            char c = 1;
+            if (gh_read(fd, &c, 1) != 1 || c != 0)
+                return (void *)(intptr_t)-1;
+        }
+        gh_yield();
+    }
+    atomic_store(&polite_done, 1);
+    return NULL;
+}
+
+static void *polite_counter(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&polite_done)) {
+        atomic_fetch_add(&polite_other_runs, 1);
+        gh_yield();
+    }
+    return NULL;
+}
+
+static void *polite_main(void *arg)
+{
+    (void)arg;
+    atomic_store(&polite_done, 0);
+    atomic_store(&polite_other_runs, 0);
+    int fd = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    gh_greenlet *a = gh_spawn(polite_reader, (void *)(intptr_t)fd);
+    gh_greenlet *b = gh_spawn(polite_counter, NULL);
+    assert_non_null(a);
+    assert_non_null(b);
+    void *ra, *rb;
+    assert_int_equal(gh_join(a, &ra), 0);
+    assert_int_equal(gh_join(b, &rb), 0);
+    assert_int_equal(gh_close(fd), 0);
+    assert_int_equal((intptr_t)ra, 0);
+    long runs = atomic_load(&polite_other_runs);
+    if (runs > POLITE_ROUNDS + POLITE_ROUNDS / 4)
+        fail_msg("the other greenlet ran %ld times for %d yields: the budget "
+                 "made extra yields", runs, POLITE_ROUNDS);
+    return NULL;
+}
+
+static void test_a_greenlet_that_yields_pays_no_budget_yield(void **state)
+{
+    (void)state;
+    gh_test_run(1, polite_main, NULL);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_thousand_connections_echo_across_hubs),
     cmocka_unit_test(test_64mib_through_tiny_buffers_arrives_intact),
@@ -1079,5 +1278,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_huge_timeouts_do_not_wrap),
     cmocka_unit_test(test_stale_watch_does_not_keep_a_hub_awake),
     cmocka_unit_test(test_process_edges_stale_nonblock_sigpipe_echild),
+    cmocka_unit_test(test_reads_that_never_wait_let_the_hubs_others_run),
+    cmocka_unit_test(test_reads_that_never_wait_let_the_hub_poll_its_sockets),
+    cmocka_unit_test(test_a_greenlet_that_yields_pays_no_budget_yield),
 };
 GH_TEST_MAIN(tests)

@@ -11,6 +11,11 @@
  * On a plain thread (outside any greenlet) the same calls block the thread
  * (in poll(2)), honouring the thread's deadline scope.
  *
+ * Fairness.  A greenlet whose calls never have to wait (a fast peer, a
+ * file) would never give up its hub; so after 128 successful mirror calls
+ * in a row without parking, a call yields once (gh_yield) before it
+ * returns its result, as Tokio's cooperative budget does.
+ *
  * Descriptors.  The first green call on a descriptor switches it to
  * O_NONBLOCK underneath (once; the mirrors still wait, whatever the mode:
  * they are the blocking-style API, like Go's net.Conn).  Pass MSG_DONTWAIT
