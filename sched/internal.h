@@ -221,6 +221,9 @@ struct gh__timer_ent {
 
 struct gh__stats_cells {             /* written by the owner hub, relaxed */
     _Atomic uint64_t switches, steals, parks, sleeps, wakeups;
+    _Atomic uint64_t woke;           /* back from a sleep; release store
+                                      * (read before sleeps: see
+                                      * gh_stats_hubs) */
 };
 struct gh__stats_shared {            /* written by other hubs, relaxed RMW */
     _Atomic uint64_t stolen;

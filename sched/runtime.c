@@ -5,7 +5,8 @@
  * libuv loop, and waits at a barrier until every hub can be woken (so no
  * uv_async_send ever targets a half-built hub) before entering the hub loop.
  * Stop: when the main greenlet returns, `stopping` is set and every hub is
- * woken; each leaves its loop at its next scheduling point.  gh_run joins
+ * woken; each leaves its loop at its next scheduling point, and closes it
+ * once every hub has left its own (stop_handshake).  gh_run joins
  * the threads, then releases everything, including greenlets that never
  * finished, so it can be called again. */
 #include "internal.h"
@@ -127,6 +128,26 @@ static void start_handshake(struct gh__runtime *rt)
     pthread_mutex_unlock(&rt->start_mu);
 }
 
+/* Hubs of this run that have left their loop, under start_mu (one runtime
+ * at a time, so one counter). */
+static unsigned hubs_out;
+
+/* Hub thread, out of its loop: waits until every hub is, before its loop
+ * (and the uv_async other hubs wake it by) goes away.  The hub that stops
+ * the runtime wakes every hub (gh__wake_all_hubs) from inside its loop; a
+ * hub that was awake sees `stopping` at once and, without this, closed its
+ * loop while that loop of sends had not reached it yet: the uv_async_send
+ * then wrote to a closed eventfd and libuv aborted (seen with 8 hubs). */
+static void stop_handshake(struct gh__runtime *rt)
+{
+    pthread_mutex_lock(&rt->start_mu);
+    if (++hubs_out == rt->ready)
+        pthread_cond_broadcast(&rt->start_cv);
+    while (hubs_out < rt->ready)
+        pthread_cond_wait(&rt->start_cv, &rt->start_mu);
+    pthread_mutex_unlock(&rt->start_mu);
+}
+
 static void *hub_thread(void *arg)
 {
     struct gh__hub *h = arg;
@@ -135,6 +156,7 @@ static void *hub_thread(void *arg)
         gh__die(__func__, "hub %u could not start: %s", h->index, strerror(err));
     start_handshake(gh__rt);
     gh__hub_main(h);
+    stop_handshake(gh__rt);
     hub_fini(h);
     return NULL;
 }
@@ -208,6 +230,7 @@ static int hubs_start(struct gh__runtime *rt)
     if (err)
         started--;
     pthread_mutex_lock(&rt->start_mu);
+    hubs_out = 0;
     while (rt->ready < started)
         pthread_cond_wait(&rt->start_cv, &rt->start_mu);
     if (err)
@@ -291,6 +314,12 @@ int gh_stats_hubs(gh_hub_stats *out, unsigned max)
     for (unsigned i = 0; i < n; i++) {
         struct gh__hub *h = &rt->hubs[i];
         int64_t alive = atomic_load_explicit(&h->sh.greenlets, memory_order_relaxed);
+        /* woke first, with acquire (the hub stores it with release after
+         * its sleeps increment): the sleeps read after it is at least as
+         * new, so sleeps >= woke, and sleeps > woke means the hub slept at
+         * some point during these two loads. */
+        uint64_t woke = atomic_load_explicit(&h->st.woke, memory_order_acquire);
+        uint64_t sleeps = atomic_load_explicit(&h->st.sleeps, memory_order_relaxed);
         out[i] = (gh_hub_stats){
             .core = h->core,
             .switches = atomic_load_explicit(&h->st.switches, memory_order_relaxed),
@@ -300,8 +329,10 @@ int gh_stats_hubs(gh_hub_stats *out, unsigned max)
             .runnable = gh__deque_size(&h->dq) +
                         atomic_load_explicit(&h->mailbox.len, memory_order_relaxed),
             .greenlets = alive > 0 ? (uint64_t)alive : 0,
-            .sleeps = atomic_load_explicit(&h->st.sleeps, memory_order_relaxed),
+            .sleeps = sleeps,
             .wakeups = atomic_load_explicit(&h->st.wakeups, memory_order_relaxed),
+            .woke = woke,
+            .sleeping = sleeps > woke,
         };
     }
     return (int)n;

@@ -1,11 +1,13 @@
 /* tests/test_sched.c — the runtime: spawning, stealing, pinning, sleeping,
- * joining, killing, idling, errno across migration, bad input. */
+ * joining, killing, idling, errno across migration, bad input,
+ * hub wakeups (one per unit of work, a chain for a burst). */
 #include "gh_test.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -657,6 +659,269 @@ static void test_yield_is_round_robin_beside_idle_hub(void **state)
     rotor_check(2);
 }
 
+/* ---- hub wakeups: one hub per unit of work, a chain for a burst ----------
+ * DESIGN.md: when work appears and no hub is searching, exactly one
+ * sleeping hub is woken; the woken hub wakes another only when it finds
+ * work and more is left (Go's spinning-M rule), never all of them.
+ *
+ * WAKE_HUBS hubs (more than the cores: pinning is to cores modulo) all go
+ * to sleep, with nothing timed anywhere (main parks without a timeout), so
+ * nothing but our work can wake them.  A plain thread, the referee,
+ * watches the hubs' stats (gh_hub_stats.sleeping, .woke) and hands the
+ * runtime work, round after round, three kinds in turn:
+ *   0. it spawns one greenlet itself (the inject queue): one hub must wake;
+ *   1. it sets the event main parks on, and main spawns one child, which
+ *      runs next on main's hub after main parks again: one wakeup (main's);
+ *   2. the same with two children: the first goes to main's deque, where
+ *      another hub may steal it: two wakeups at most.
+ * A broadcast wakes all WAKE_HUBS hubs; a woken hub that passes the wakeup
+ * on with nothing left to take (as Go's resetspinning() does) makes two
+ * for one greenlet. */
+
+#define WAKE_HUBS 8
+#define WAKE_ROUNDS 12
+
+static gh_event wake_go;             /* referee -> main: one more round */
+static _Atomic int wake_cmd;         /* n > 0: spawn n children; -1: a busy burst; 0: quit */
+static _Atomic int wake_children_ran;
+static _Atomic unsigned wake_busy_mask;
+static _Atomic int wake_busy_done;
+static uint64_t wake_busy_limit_ms;
+static char wake_fail[512];          /* the referee's verdict, "" if good */
+
+static void wake_sleep_us(long us)
+{
+    struct timespec ts = { us / 1000000, (us % 1000000) * 1000 };
+    nanosleep(&ts, NULL);
+}
+
+static uint64_t wake_total_woke(const gh_hub_stats *st)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < WAKE_HUBS; i++)
+        n += st[i].woke;
+    return n;
+}
+
+/* Plain thread: waits (10 s at most) until every hub sleeps in two
+ * snapshots 30 ms apart with no wakeup between them (a wakeup sent but not
+ * yet taken would otherwise count in the next round); fills st. */
+static bool wake_settle(gh_hub_stats *st)
+{
+    gh_hub_stats prev[WAKE_HUBS];
+    bool prev_all = false;
+    for (uint64_t t0 = now_ms(); now_ms() - t0 < 10000;) {
+        if (gh_stats_hubs(st, WAKE_HUBS) != WAKE_HUBS)
+            return false;
+        bool all = true;
+        for (int i = 0; i < WAKE_HUBS; i++)
+            all &= st[i].sleeping == 1;
+        if (all && prev_all && wake_total_woke(prev) == wake_total_woke(st))
+            return true;
+        memcpy(prev, st, sizeof prev);
+        prev_all = all;
+        wake_sleep_us(30000);
+    }
+    return false;
+}
+
+static void wake_stats_print(const char *what, const gh_hub_stats *a,
+                             const gh_hub_stats *b)
+{
+    fprintf(stderr, "%s: per hub, times woken from sleep (by another thread):", what);
+    for (int i = 0; i < WAKE_HUBS; i++)
+        fprintf(stderr, " %llu(%llu)", (unsigned long long)(b[i].woke - a[i].woke),
+                (unsigned long long)(b[i].wakeups - a[i].wakeups));
+    fputc('\n', stderr);
+}
+
+static bool wake_wait_until(_Atomic int *v, int want)
+{
+    for (uint64_t t0 = now_ms(); now_ms() - t0 < 10000; wake_sleep_us(100))
+        if (atomic_load(v) == want)
+            return true;
+    return false;
+}
+
+static void *wake_child(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&wake_children_ran, 1);
+    return NULL;
+}
+
+static void *wake_one_referee(void *arg)
+{
+    (void)arg;
+    static const char *const kind[3] = {
+        "one greenlet spawned by a plain thread",
+        "main woken, spawns one child",
+        "main woken, spawns two children",
+    };
+    gh_hub_stats a[WAKE_HUBS], b[WAKE_HUBS], first[WAKE_HUBS];
+    wake_fail[0] = '\0';
+    if (!wake_settle(first)) {
+        snprintf(wake_fail, sizeof wake_fail, "the hubs never all slept");
+        goto out;
+    }
+    memcpy(b, first, sizeof b);
+    for (int r = 0; r < WAKE_ROUNDS; r++) {
+        int k = r % 3, children = k == 2 ? 2 : 1;
+        uint64_t most = k == 2 ? 2 : 1;
+        memcpy(a, b, sizeof a);
+        atomic_store(&wake_children_ran, 0);
+        if (k == 0) {
+            gh_greenlet *g = gh_spawn(wake_child, NULL);
+            if (!g) {
+                snprintf(wake_fail, sizeof wake_fail, "gh_spawn failed");
+                goto out;
+            }
+            gh_detach(g);
+        } else {
+            atomic_store(&wake_cmd, children);
+            gh_event_set(&wake_go);
+        }
+        if (!wake_wait_until(&wake_children_ran, children)) {
+            snprintf(wake_fail, sizeof wake_fail, "round %d (%s): the work never ran",
+                     r, kind[k]);
+            goto out;
+        }
+        if (!wake_settle(b)) {
+            snprintf(wake_fail, sizeof wake_fail, "round %d (%s): the hubs never slept again",
+                     r, kind[k]);
+            goto out;
+        }
+        uint64_t woke = wake_total_woke(b) - wake_total_woke(a);
+        if (woke < 1 || woke > most) {
+            wake_stats_print("this round", a, b);
+            snprintf(wake_fail, sizeof wake_fail,
+                     "round %d (%s): sleeping hubs woke %llu times, expected 1%s",
+                     r, kind[k], (unsigned long long)woke, most > 1 ? " or 2" : "");
+            goto out;
+        }
+    }
+    wake_stats_print("all rounds", first, b);
+out:
+    atomic_store(&wake_cmd, 0);
+    gh_event_set(&wake_go);
+    return NULL;
+}
+
+/* A burst: WAKE_HUBS greenlets that never yield, spawned at once by main,
+ * which then joins them.  Each marks its hub and spins until every hub has
+ * one (or a deadline passes), so all hubs get busy only if the hub woken
+ * for the first one wakes the next, and so on, while work is left. */
+static void *wake_busy(void *arg)
+{
+    (void)arg;
+    unsigned all = (1u << WAKE_HUBS) - 1;
+    atomic_fetch_or(&wake_busy_mask, 1u << gh_hub_index());
+    volatile uint64_t x = 1;
+    while (atomic_load(&wake_busy_mask) != all && now_ms() < wake_busy_limit_ms)
+        for (int i = 0; i < 1000; i++)
+            x = x * 6364136223846793005ull + 1;
+    return NULL;
+}
+
+static void wake_burst(void)
+{
+    gh_greenlet *g[WAKE_HUBS];
+    wake_busy_limit_ms = now_ms() + 10000;
+    for (int i = 0; i < WAKE_HUBS; i++)
+        assert_non_null(g[i] = gh_spawn(wake_busy, NULL));
+    for (int i = 0; i < WAKE_HUBS; i++)
+        assert_int_equal(gh_join(g[i], NULL), 0);
+    atomic_store(&wake_busy_done, 1);
+}
+
+static void *wake_one_referee(void *arg);
+static void *wake_burst_referee(void *arg);
+
+/* Main greenlet: starts the referee (arg: 1 for the burst's), parks on
+ * wake_go (no timeout: nothing timed may wake a hub) and does what the
+ * referee asks. */
+static void *wake_main(void *arg)
+{
+    void *(*referee)(void *) = arg ? wake_burst_referee : wake_one_referee;
+    gh_event_init(&wake_go);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, referee, NULL), 0);
+    for (;;) {
+        assert_int_equal(gh_event_wait(&wake_go, -1), 0);
+        gh_event_clear(&wake_go);
+        int cmd = atomic_load(&wake_cmd);
+        if (cmd == 0)
+            break;
+        if (cmd < 0) {
+            wake_burst();
+            continue;
+        }
+        for (int i = 0; i < cmd; i++) {   /* the last one in our next slot */
+            gh_greenlet *g = gh_spawn(wake_child, NULL);
+            assert_non_null(g);
+            gh_detach(g);
+        }
+    }
+    pthread_join(t, NULL);   /* its last wakeup is sent before we return */
+    return NULL;
+}
+
+static void test_one_unit_of_work_wakes_one_sleeping_hub(void **state)
+{
+    (void)state;
+    if (getenv("GREENHUB_HUBS"))
+        skip();
+    gh_test_run(WAKE_HUBS, wake_main, NULL);
+    if (wake_fail[0])
+        fail_msg("%s", wake_fail);
+}
+
+static void *wake_burst_referee(void *arg)
+{
+    (void)arg;
+    const unsigned all = (1u << WAKE_HUBS) - 1;
+    gh_hub_stats a[WAKE_HUBS], b[WAKE_HUBS];
+    wake_fail[0] = '\0';
+    if (!wake_settle(a)) {
+        snprintf(wake_fail, sizeof wake_fail, "the hubs never all slept");
+        goto out;
+    }
+    uint64_t t0 = now_ms();
+    atomic_store(&wake_cmd, -1);
+    gh_event_set(&wake_go);
+    while (atomic_load(&wake_busy_mask) != all && now_ms() - t0 < 10000)
+        wake_sleep_us(100);
+    uint64_t took = now_ms() - t0;
+    unsigned mask = atomic_load(&wake_busy_mask);
+    if (!wake_wait_until(&wake_busy_done, 1) || !wake_settle(b)) {
+        snprintf(wake_fail, sizeof wake_fail, "the burst never ended");
+        goto out;
+    }
+    wake_stats_print("burst", a, b);
+    fprintf(stderr, "burst: every hub busy after %llu ms\n", (unsigned long long)took);
+    if (mask != all)
+        snprintf(wake_fail, sizeof wake_fail,
+                 "%d greenlets that never yield, spawned at once, kept only hubs "
+                 "0x%x busy (a woken hub did not wake the next)", WAKE_HUBS, mask);
+    else if (took > 5000)
+        snprintf(wake_fail, sizeof wake_fail, "every hub busy only after %llu ms",
+                 (unsigned long long)took);
+out:
+    atomic_store(&wake_cmd, 0);
+    gh_event_set(&wake_go);
+    return NULL;
+}
+
+static void test_burst_of_work_wakes_hubs_one_by_one_until_all_busy(void **state)
+{
+    (void)state;
+    if (getenv("GREENHUB_HUBS"))
+        skip();
+    gh_test_run(WAKE_HUBS, wake_main, (void *)1);
+    if (wake_fail[0])
+        fail_msg("%s", wake_fail);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_100k_greenlets_run_once_on_both_hubs),
     cmocka_unit_test(test_hub_threads_pinned_to_one_core_each),
@@ -674,5 +939,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_event_ping_pong_across_hubs),
     cmocka_unit_test(test_yield_is_round_robin_one_hub),
     cmocka_unit_test(test_yield_is_round_robin_beside_idle_hub),
+    cmocka_unit_test(test_one_unit_of_work_wakes_one_sleeping_hub),
+    cmocka_unit_test(test_burst_of_work_wakes_hubs_one_by_one_until_all_busy),
 };
 GH_TEST_MAIN(tests)

@@ -26,6 +26,11 @@ typedef struct gh_hub_stats {      /* one hub; counters are totals since start *
     uint64_t greenlets;            /* now: alive greenlets that last ran here */
     uint64_t sleeps;               /* times the hub slept in epoll */
     uint64_t wakeups;              /* times another thread woke this hub */
+    uint64_t woke;                 /* times the hub came back from a sleep:
+                                    * woken by another hub or thread, or by
+                                    * its own timer or I/O */
+    int sleeping;                  /* now: 1 while the hub sleeps in epoll
+                                    * (it found no work to run), else 0 */
 } gh_hub_stats;
 
 /* Fills out[0..max) with the hubs of the running runtime and returns the
