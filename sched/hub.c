@@ -232,7 +232,7 @@ static gh_greenlet *local_pop(struct gh__hub *h)
  * hub wakeups, 50 of them cross-thread; 53 and 0 with this). */
 __attribute__((noinline, cold)) static void local_share(struct gh__hub *h)
 {
-    size_t n = (h->local_len + 1) / 2, moved = 0;
+    size_t n = (h->local_len + (h->current != NULL)) / 2, moved = 0;
     gh_greenlet *keep_h = NULL, *keep_t = NULL, *g = h->local_head;
     size_t kept = 0;
     while (g) {
