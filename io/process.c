@@ -28,7 +28,9 @@ extern char **environ;
 
 struct gh_process {
     pid_t pid;
-    int pidfd;
+    int pidfd;                 /* -1: the child was reaped elsewhere before
+                                * we could open it (then `gone`) */
+    bool gone;                 /* immutable after spawn */
     int fd[3];                 /* the parent's pipe ends, -1 where none */
     pthread_mutex_t mu;        /* reaping: one waiter calls waitpid */
     bool reaped;               /* under mu */
@@ -132,7 +134,15 @@ gh_process *gh_process_spawn(const gh_process_opts *o)
     for (int i = 0; i < 3; i++)
         if (close_after[i] >= 0)
             close(close_after[i]);
-    if (!err && (p->pidfd = pidfd_open(p->pid, 0)) < 0) {
+    if (!err && (p->pidfd = pidfd_open(p->pid, 0)) < 0 && errno == ESRCH) {
+        /* A zombie still has its pid, so the child is gone altogether:
+         * reaped behind our back (SIGCHLD ignored, a waitpid(-1)
+         * elsewhere), which a quick child can be before we get here.  The
+         * spawn did succeed; the wait reports ECHILD as for any child
+         * reaped elsewhere.  (pidfd_spawn, glibc 2.39, would close this
+         * window; Debian 12 has 2.36.) */
+        p->gone = true;
+    } else if (!err && p->pidfd < 0) {
         /* (EMFILE, most likely.)  The child runs unwatched: stop it and
          * reap it rather than leak it; it is ours until reaped, so the pid
          * cannot have been reused (unless SIGCHLD is ignored: then
@@ -169,7 +179,9 @@ static int try_reap(struct gh_process *p)
 {
     pthread_mutex_lock(&p->mu);
     int err = 0;
-    if (!p->reaped) {
+    if (p->gone) {
+        err = ECHILD;
+    } else if (!p->reaped) {
         pid_t r;
         while ((r = waitpid(p->pid, &p->status, WNOHANG)) < 0 && errno == EINTR)
             ;
@@ -216,6 +228,8 @@ int gh_process_kill(gh_process *p, int signum)
 {
     if (!p)
         return EINVAL;
+    if (p->gone)
+        return ESRCH;
     return pidfd_send_signal(p->pidfd, signum, NULL, 0) < 0 ? errno : 0;
 }
 
@@ -223,7 +237,8 @@ void gh_process_free(gh_process *p)
 {
     if (!p)
         return;
-    gh_close(p->pidfd);
+    if (p->pidfd >= 0)
+        gh_close(p->pidfd);
     p->fd[0] = p->fd[1] = p->fd[2] = -1;   /* the caller's to close */
     process_destroy(p);
 }

@@ -2,8 +2,11 @@
  *
  * Each test case runs in its own process (ctest runs `test_x CASE`), with a
  * timeout, so one deadlock cannot take the suite down.  An assertion that
- * fails inside a greenlet (on a hub thread) prints cmocka's message and then
- * crashes that process: the test still fails, visibly. */
+ * fails inside a greenlet (on a hub thread) ends the process with status
+ * 255: cmocka keeps its message in a per-thread buffer that nobody prints
+ * then, so gh_test_main prints a line saying so (find the assertion with
+ * gdb: `break _fail`), and the test fails, visibly.  Where the reason
+ * matters, use fail_msg() after printing what was seen. */
 #ifndef GH_TEST_H
 #define GH_TEST_H
 
@@ -30,13 +33,25 @@ static inline void *gh_test_run(unsigned hubs, gh_fn fn, void *arg)
 
 /* main() for a test file: with an argument, runs only the test of that
  * name (ctest gives every test case its own process). */
+static int gh_test_finished;   /* set once the runner returned */
+
+static inline void gh_test_exit_early(void)
+{
+    if (!gh_test_finished)
+        fprintf(stderr, "gh_test: the process exited inside a test: a cmocka "
+                "assertion failed on a hub thread (its message is lost)\n");
+}
+
 static inline int gh_test_main(int argc, char **argv,
                                const struct CMUnitTest *tests, size_t n,
                                const char *group)
 {
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
-    return _cmocka_run_group_tests(group, tests, n, NULL, NULL);
+    atexit(gh_test_exit_early);
+    int r = _cmocka_run_group_tests(group, tests, n, NULL, NULL);
+    gh_test_finished = 1;
+    return r;
 }
 #define GH_TEST_MAIN(tests) \
     int main(int argc, char **argv) \
