@@ -171,13 +171,16 @@ static void test_pinned_greenlets_never_migrate(void **state)
 static _Atomic int wake_seq;
 static int wake_order[SLEEPERS];
 
-static uint64_t sleep_t0;   /* absolute deadlines: sleep_t0 + 50 + 3 i ms */
+static uint64_t sleep_t0, sleep_base;   /* deadlines: sleep_t0 + base + 3 i ms */
+static _Atomic int sleep_late;          /* sleepers that started past theirs */
 
 static void *sleeper_fn(void *arg)
 {
     int i = (int)(intptr_t)arg;
-    uint64_t t0 = now_ms(), deadline = sleep_t0 + 50 + 3 * (uint64_t)i;
+    uint64_t t0 = now_ms(), deadline = sleep_t0 + sleep_base + 3 * (uint64_t)i;
     int64_t ms = deadline > t0 ? (int64_t)(deadline - t0) : 0;
+    if (ms == 0)
+        atomic_fetch_add(&sleep_late, 1);
     assert_int_equal(gh_sleep_ms(ms), 0);
     uint64_t slept = now_ms() - t0;
     wake_order[atomic_fetch_add(&wake_seq, 1)] = i;
@@ -188,10 +191,15 @@ static void *sleep_main(void *arg)
 {
     (void)arg;
     gh_greenlet *g[SLEEPERS];
+    atomic_store(&wake_seq, 0);
+    atomic_store(&sleep_late, 0);
     sleep_t0 = now_ms();
     /* Spawn in scrambled order so the heap, not spawn order, decides; the
      * deadlines are absolute, so when each sleeper starts does not matter
-     * (as long as all start within the first 50 ms). */
+     * as long as it starts before its deadline (sleep_late counts those
+     * that did not: the run then proves nothing and is repeated with a
+     * longer base, as starting 40 greenlets under TSan on a loaded
+     * machine can take longer than 50 ms). */
     for (int k = 0; k < SLEEPERS; k++) {
         int i = (k * 17) % SLEEPERS;
         g[i] = gh_spawn(sleeper_fn, (void *)(intptr_t)i);
@@ -209,7 +217,14 @@ static void test_sleeps_wake_in_deadline_order_not_early(void **state)
 {
     (void)state;
     /* One hub: one timer heap, so the order is the heap's. */
-    gh_test_run(1, sleep_main, NULL);
+    for (sleep_base = 50; sleep_base <= 800; sleep_base *= 2) {
+        gh_test_run(1, sleep_main, NULL);
+        if (atomic_load(&sleep_late) == 0)
+            break;
+    }
+    if (atomic_load(&sleep_late))
+        fail_msg("sleepers kept starting after their deadlines (base %llu ms)",
+                 (unsigned long long)sleep_base / 2);
     for (int k = 0; k < SLEEPERS; k++)
         assert_int_equal(wake_order[k], k);
 }
