@@ -104,24 +104,25 @@ unsigned gh_sem_value(const gh_sem *s)
 }
 
 /* ---- gh_mutex ------------------------------------------------------------------
- * state: M_LOCKED (someone holds it) | M_QUEUED (take the slow unlock).
- *
- * Invariants:
- *   - M_LOCKED goes 0 -> 1 only by a CAS (the fast path, or the slow path
- *     under m->lock), 1 -> 0 only by its holder.
- *   - M_QUEUED is set, under m->lock, before a waiter queues; so while
- *     anyone waits an unlock takes the slow path.  It may be left set after
- *     the queue empties (a waiter timed out); the next slow unlock clears it.
- *   - woken (m->lock): waiters an unlock woke without handing over the
- *     lock, on their way back to try again.  While one is, another unlock
- *     wakes nobody new (no herd of retries), except to hand over to a
- *     starving waiter.
- *
- * Fairness: a woken waiter competes with newcomers (the fast path) and,
- * losing, queues again at the front with its first arrival time; once the
- * oldest waiter has waited GH_MUTEX_STARVE_MS, the unlock hands the lock to
- * it directly (M_LOCKED never drops), so no waiter starves. */
-enum { M_LOCKED = 1, M_QUEUED = 2 };
+ * state, one word:
+ *   M_LOCKED    someone holds it.  0 -> 1 only by CAS (any thread), 1 -> 0
+ *               only by its holder.
+ *   M_QUEUED    waiters may be queued: unlock must look.  Set under m->lock
+ *               before a waiter queues; may outlive the queue (a waiter
+ *               timed out), and the next slow unlock clears it.
+ *   M_WOKEN     an unlock woke a waiter to compete for the lock, and it is
+ *               on its way back; until it retries, unlocks wake nobody new
+ *               and need no lock at all (the common case under
+ *               contention).  Set by that unlock under m->lock, cleared by
+ *               the waiter's retry under m->lock.
+ *   M_STARVING  a woken waiter lost its retry after waiting
+ *               GH_MUTEX_STARVE_MS: the next unlock hands the lock over to
+ *               the oldest waiter (M_LOCKED never drops, so nobody barges).
+ *               Set by that waiter, cleared by the hand-over, both under
+ *               m->lock.
+ * Every bit but M_LOCKED changes only under m->lock; so the holder, under
+ * m->lock, may store the whole word (nobody can CAS M_LOCKED in then). */
+enum { M_LOCKED = 1, M_QUEUED = 2, M_WOKEN = 4, M_STARVING = 8 };
 
 /* Go's starvationThresholdNs: long against a critical section, short
  * against a human.  Not measured here. */
@@ -129,7 +130,7 @@ enum { M_LOCKED = 1, M_QUEUED = 2 };
 
 struct mutex_waiter {
     struct gh__waiter w;   /* first: the queue holds &mw->w */
-    uint64_t since;        /* first arrival (ns); owner: the waiter */
+    uint64_t since;        /* first park (ns); owner: the waiter */
     bool handoff;          /* set by the unlocker before it claims w */
 };
 
@@ -162,13 +163,25 @@ static bool mutex_try(gh_mutex *m)
     return false;
 }
 
-/* Caller holds m->lock.  Takes the lock (true), or marks it queued so the
- * holder's unlock will look at the queue (false). */
-static bool mutex_take_or_mark(gh_mutex *m)
+/* Caller holds m->lock, and is the woken waiter if `woken` (then M_WOKEN
+ * is its to clear, whatever happens).  Takes the lock (true), or marks it
+ * queued, and starving if this woken waiter has waited too long since
+ * `since` (false). */
+static bool mutex_take_or_mark(gh_mutex *m, bool woken, uint64_t since)
 {
     unsigned s = atomic_load_explicit(&m->state, memory_order_relaxed);
+    bool starving = false, clock_read = false;
     for (;;) {
-        unsigned to = s & M_LOCKED ? s | M_QUEUED : s | M_LOCKED;
+        unsigned to = woken ? s & ~(unsigned)M_WOKEN : s;
+        if (s & M_LOCKED) {
+            if (woken && !clock_read) {   /* the clock only on a lost retry */
+                starving = gh__now_ns() - since >= MUTEX_STARVE_NS;
+                clock_read = true;
+            }
+            to |= M_QUEUED | (starving ? M_STARVING : 0);
+        } else {
+            to |= M_LOCKED;
+        }
         if (atomic_compare_exchange_weak_explicit(&m->state, &s, to,
                 memory_order_acquire, memory_order_relaxed))
             return !(s & M_LOCKED);
@@ -184,14 +197,12 @@ static int mutex_lock_slow(gh_mutex *m, int64_t timeout_ms, bool interruptible)
     struct mutex_waiter mw = { .since = 0 };
     gh__waiter_init(&mw.w, gh_self(), &tp);
     uint64_t end = gh__wait_end(timeout_ms);
-    bool woken = false;   /* an unlock woke us to compete (m->woken) */
+    bool woken = false;   /* an unlock woke us to compete (M_WOKEN is ours) */
     bool front = false;   /* we were queued before: back to the front */
     int err = 0;
     for (;;) {
         gh__spin_lock(&m->lock);
-        if (woken)
-            m->woken--;
-        if (mutex_take_or_mark(m)) {
+        if (mutex_take_or_mark(m, woken, mw.since)) {
             gh__spin_unlock(&m->lock);
             break;
         }
@@ -248,29 +259,31 @@ int gh_mutex_trylock(gh_mutex *m)
     return mutex_try(m) ? 0 : EBUSY;
 }
 
-/* Caller holds m->lock and the mutex.  Wakes the oldest waiter: hands it
- * the mutex (returns true) if it starves, else lets it compete. */
-static bool mutex_wake_next(gh_mutex *m)
+/* Caller holds m->lock and the mutex, and no woken waiter is on its way
+ * unless M_STARVING is set.  Wakes the oldest waiter whose claim it wins, handing
+ * it the mutex if one starves, else letting it compete; stores the state
+ * that follows. */
+static void mutex_wake_next(gh_mutex *m)
 {
-    uint64_t now = 0;
+    unsigned s = atomic_load_explicit(&m->state, memory_order_relaxed);
+    bool handoff = s & M_STARVING;
     struct gh__waiter *w;
-    while ((w = m->waiters)) {
-        struct mutex_waiter *mw = (struct mutex_waiter *)w;
-        if (!now)
-            now = gh__now_ns();
-        bool starving = now - mw->since >= MUTEX_STARVE_NS;
-        if (!starving && m->woken)
-            return false;   /* one woken waiter is on its way already */
-        gh__waiters_unlink(&m->waiters, w);
-        mw->handoff = starving;   /* read by the waiter after our claim */
-        if (!gh__waiter_wake(w, GH_WAKE_EVENT))
-            continue;   /* it timed out or was killed: the next one */
-        if (starving)
-            return true;
-        m->woken++;
-        return false;
+    while ((w = gh__waiters_pop(&m->waiters))) {
+        ((struct mutex_waiter *)w)->handoff = handoff;   /* before the claim */
+        if (gh__waiter_wake(w, GH_WAKE_EVENT))
+            break;   /* else it timed out or was killed: the next one */
     }
-    return false;
+    unsigned queued = m->waiters ? M_QUEUED : 0;
+    unsigned to;
+    if (w && handoff)
+        to = M_LOCKED | queued | (s & M_WOKEN);   /* still ours: now its */
+    else if (w)
+        to = M_WOKEN | queued;
+    else
+        to = s & M_WOKEN;   /* nobody to wake: let go */
+    /* release: publishes the critical section (to the next taker, or
+     * through the claim above to the waiter handed the lock). */
+    atomic_store_explicit(&m->state, to, memory_order_release);
 }
 
 int gh_mutex_unlock(gh_mutex *m)
@@ -285,12 +298,15 @@ int gh_mutex_unlock(gh_mutex *m)
         return 0;
     if (!(s & M_LOCKED))
         return EPERM;
+    /* A woken waiter is on its way and nobody starves: just let go. */
+    while ((s & M_WOKEN) && !(s & M_STARVING))
+        if (atomic_compare_exchange_weak_explicit(&m->state, &s, s & ~(unsigned)M_LOCKED,
+                memory_order_release, memory_order_relaxed))
+            return 0;
+    /* No woken waiter, or one starves; neither changes until we let go
+     * (only an unlock sets M_WOKEN, only a hand-over clears M_STARVING). */
     gh__spin_lock(&m->lock);
-    if (!mutex_wake_next(m))
-        /* We hold M_LOCKED, so no CAS can change state under us, and
-         * M_QUEUED only changes under m->lock: a plain store is exact. */
-        atomic_store_explicit(&m->state, m->waiters ? M_QUEUED : 0,
-                              memory_order_release);
+    mutex_wake_next(m);
     gh__spin_unlock(&m->lock);
     return 0;
 }

@@ -57,23 +57,23 @@ GH_API unsigned gh_sem_value(const gh_sem *s);
 /* ---- gh_mutex --------------------------------------------------------------
  * Not recursive.  Fair enough that no waiter starves: an unlock normally
  * frees the lock and wakes the oldest waiter, which competes with greenlets
- * that arrive meanwhile (cheap under light contention, no lock convoy); once
- * the oldest waiter has waited GH_MUTEX_STARVE_MS, unlock hands the lock
- * straight to it (the rule Go's sync.Mutex follows).
+ * that arrive meanwhile (cheap under contention, no lock convoy); a woken
+ * waiter that loses after waiting GH_MUTEX_STARVE_MS in all asks for the
+ * lock to be handed straight to it at the next unlock (the rule Go's
+ * sync.Mutex follows).
  * gh_mutex_lock waits without a timeout of its own, but the caller's
  * deadline scope and gh_kill still end the wait (ETIMEDOUT, ECANCELED): a
  * greenlet stuck on a lock can always be cancelled. */
 #define GH_MUTEX_STARVE_MS 1
 
 typedef struct gh_mutex {
-    _Atomic unsigned state;       /* internal: locked and queued bits */
-    atomic_flag lock;             /* protects the fields below */
-    unsigned woken;               /* woken waiters on their way back */
+    _Atomic unsigned state;       /* internal: locked, queued, woken, starving */
+    atomic_flag lock;             /* protects waiters */
     struct gh__waiter *waiters;   /* internal, oldest first */
 } gh_mutex;
 
 /* Static initialiser, like PTHREAD_MUTEX_INITIALIZER. */
-#define GH_MUTEX_INITIALIZER { 0, ATOMIC_FLAG_INIT, 0, NULL }
+#define GH_MUTEX_INITIALIZER { 0, ATOMIC_FLAG_INIT, NULL }
 
 /* 0; EINVAL for NULL. */
 GH_API int gh_mutex_init(gh_mutex *m);
