@@ -6,7 +6,8 @@
 # the core-scaling benchmark only: the CPU-bound workload with 1, 2, 4, ...
 # hubs beside Go with GOMAXPROCS=1, 2, 4, ..., and the I/O-bound one (the
 # greenlet echo server with 1, 2, 4, ... hubs, bench/echo.sh --scaling).
-# --full adds switch, spawn+join, skynet, parked memory and the whole echo
+# --full adds switch, spawn+join, skynet, sync (queue ping-pong, contended
+# mutex), parked memory and the whole echo
 # table (beside libuv, Go and thread-per-connection servers).  Each figure is the median of N runs
 # (default 3) with the spread (min-max); every program checks its own result
 # and a wrong result stops the run.  Results: bench/results/latest.md and
@@ -118,6 +119,15 @@ full_suite() {
     [[ -x $P/go_spawn ]] && { read -r os _ < <(GOMAXPROCS=$ncpu measure go "$ncpu" "$P/go_spawn"); row_lower "spawn+join ($ncpu hubs)" ns "$gs" "Go goroutine" "$os"; }
     read -r gs _ < <(GREENHUB_HUBS=$ncpu measure greenhub "$ncpu" "$B/bench_skynet")
     [[ -x $P/go_skynet ]] && { read -r os _ < <(GOMAXPROCS=$ncpu measure go "$ncpu" "$P/go_skynet"); row_lower "skynet 1M ($ncpu hubs)" ms "$gs" "Go" "$os"; }
+    # Sync primitives (bench/sync.c): ns per round trip through two
+    # capacity-1 queues, and ns per lock+unlock of one contended mutex.
+    read -r gs _ < <(GREENHUB_HUBS=1 measure greenhub 1 "$B/bench_sync" pingpong)
+    [[ -x $P/go_sync ]] && { read -r os _ < <(measure go 1 "$P/go_sync" pingpong); row_lower "channel ping-pong (1 hub)" ns "$gs" "Go chan, GOMAXPROCS=1" "$os"; }
+    [[ -x $P/pthread_sync ]] && { read -r os _ < <(measure pthread 2 "$P/pthread_sync" pingpong 100000); row_lower "channel ping-pong (1 hub)" ns "$gs" "pthreads: mutex+cond queues, 2 unpinned threads, 100k trips" "$os"; }
+    read -r gs _ < <(GREENHUB_HUBS=$ncpu measure greenhub "$ncpu" "$B/bench_sync" mutex 100 10000)
+    [[ -x $P/go_sync ]] && { read -r os _ < <(GOMAXPROCS=$ncpu measure go "$ncpu" "$P/go_sync" mutex 100 10000); row_lower "contended mutex ($ncpu hubs, 100 x 10,000)" ns "$gs" "Go sync.Mutex, 100 goroutines" "$os"; }
+    local nt=$((4 * ncpu))
+    [[ -x $P/pthread_sync ]] && { read -r os _ < <(measure pthread "$nt" "$P/pthread_sync" mutex 100 10000 "$nt"); row_lower "contended mutex ($ncpu hubs, 100 x 10,000)" ns "$gs" "pthread_mutex, $nt threads, same 1,000,000 increments" "$os"; }
     local keep=$runs; runs=1
     read -r gs _ < <(GREENHUB_HUBS=$ncpu measure greenhub "$ncpu" "$B/bench_parked" 1000000)
     [[ -x $P/go_parked ]] && { read -r os _ < <(measure go "$ncpu" "$P/go_parked" 1000000); row_lower "parked memory, 1M tasks" B "$gs" "Go goroutine" "$os"; }

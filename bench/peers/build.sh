@@ -24,6 +24,7 @@ build() { # name, command...
 
 build pthread_parked "$CC" -O2 -pthread -o "$out/pthread_parked" "$here/pthread/parked.c"
 build serial_cpu     "$CC" -O2 -o "$out/serial_cpu" "$here/pthread/cpu_serial.c"
+build pthread_sync   "$CC" -O2 -pthread -o "$out/pthread_sync" "$here/pthread/sync.c"
 
 if echo '#include <boost/context/fiber.hpp>' | "$CXX" -std=c++14 -x c++ -fsyntax-only - >/dev/null 2>&1; then
     build boost_switch "$CXX" -O2 -std=c++14 -o "$out/boost_switch" "$here/boost/switch.cpp" -lboost_context
@@ -40,7 +41,7 @@ fi
 
 if command -v go >/dev/null 2>&1; then
     export GO111MODULE=off GOCACHE="${GOCACHE:-/tmp/gh-gocache}"
-    for p in switch spawn skynet parked cpu echo; do
+    for p in switch spawn skynet parked cpu echo sync; do
         build "go_$p" go build -o "$out/go_$p" "$here/go/$p.go"
     done
 else
