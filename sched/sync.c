@@ -146,9 +146,14 @@ int gh_mutex_destroy(gh_mutex *m)
 {
     if (!m)
         return EINVAL;
-    if (atomic_load(&m->state) & M_LOCKED)
-        return EBUSY;
-    return waiters_busy(&m->lock, &m->waiters) ? EBUSY : 0;
+    /* Under m->lock: a woken waiter clears M_WOKEN under it, so once we
+     * hold it and see M_WOKEN clear, that waiter has let go of the lock
+     * word too and touches the mutex no more. */
+    gh__spin_lock(&m->lock);
+    unsigned s = atomic_load_explicit(&m->state, memory_order_relaxed);
+    int busy = (s & (M_LOCKED | M_WOKEN)) || m->waiters;
+    gh__spin_unlock(&m->lock);
+    return busy ? EBUSY : 0;
 }
 
 /* Any thread.  Takes the lock if it is free (queued waiters or not). */
