@@ -78,6 +78,14 @@
  *     5. sleeps in uv_run(UV_RUN_ONCE): epoll until its timer, its uv_async
  *        (wakep, a mailbox delivery, shutdown) or, later, I/O.
  *   Never check first and announce after: a push in between would be lost.
+ *   Step 5 has one more trap.  libuv (1.44, Debian 12's) runs due timers at
+ *   the *top* of uv_run, before it computes the poll timeout: a greenlet
+ *   timer that falls due between step 4 and uv_run wakes its greenlets onto
+ *   the local list, the next deadline is far off or none, and epoll would
+ *   block with runnable work queued.  So a greenlet made runnable from a
+ *   callback while in_sleep calls uv_stop(), which makes that uv_run poll
+ *   with timeout 0 and return (test_timer_due_as_hub_falls_asleep_is_not_lost
+ *   widens the window with GREENHUB_TEST_SLEEP_DELAY_US).
  *
  * Threads and ownership: everything in struct gh__hub above its "shared"
  * line is touched only by the hub's own thread (see internal.h). */
@@ -88,6 +96,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 /* Every LOOK_EVERY ticks a hub looks beyond its own queues: the inject
  * queue first (so plain threads' work is not starved by a busy hub), and its
@@ -317,6 +326,8 @@ void gh__enqueue(gh_greenlet *g)
     if (!h->current) {
         local_push(h, g);
         share_if_idle(h);
+        if (h->in_sleep)        /* a callback inside hub_sleep's uv_run */
+            uv_stop(&h->loop);  /* poll with timeout 0; see "Hub sleep" */
         return;
     }
     push_next(h, g);
@@ -691,6 +702,12 @@ static void cancel_sleep(struct gh__hub *h)
     pthread_mutex_unlock(&rt->idle_mu);
 }
 
+__attribute__((noinline, cold)) static void test_sleep_delay(uint64_t ns)
+{
+    struct timespec ts = { (time_t)(ns / 1000000000u), (long)(ns % 1000000000u) };
+    nanosleep(&ts, NULL);
+}
+
 static void hub_sleep(struct gh__hub *h)
 {
     struct gh__runtime *rt = gh__rt;
@@ -710,6 +727,8 @@ static void hub_sleep(struct gh__hub *h)
         /* 5. */
         gh__stat_inc(&h->st.sleeps);
         h->in_sleep = true;
+        if (rt->test_sleep_delay_ns)
+            test_sleep_delay(rt->test_sleep_delay_ns);
         uv_run(&h->loop, UV_RUN_ONCE);
         h->in_sleep = false;
         /* release: orders it after the sleeps increment (gh_stats_hubs) */

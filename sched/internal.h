@@ -302,6 +302,8 @@ struct gh__runtime {
     struct gh__hub **idle;       /* stack of sleeping hubs, under idle_mu */
     unsigned nidle;
 
+    uint64_t test_sleep_delay_ns;  /* GREENHUB_TEST_SLEEP_DELAY_US; 0 outside tests */
+
     _Alignas(GH_CACHELINE) _Atomic int stopping;
     _Atomic uint64_t id_counter;
     void *main_result;

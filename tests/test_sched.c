@@ -937,6 +937,120 @@ static void test_burst_of_work_wakes_hubs_one_by_one_until_all_busy(void **state
         fail_msg("%s", wake_fail);
 }
 
+/* ---- a timer that comes due as its hub falls asleep is not lost ------------
+ * A hub with nothing to run sleeps in uv_run(UV_RUN_ONCE).  libuv up to
+ * 1.44 (Debian 12's) runs due timers at the top of that call, before it
+ * computes the poll timeout: greenlets whose sleep ended just then were
+ * queued on the hub, the hub's timer was stopped (nothing left to wait
+ * for), and the hub went into epoll_wait(-1) with runnable greenlets on its
+ * list until some other thread happened to wake it.  The window is the
+ * time between the hub's last look at its timers and that call: a few
+ * microseconds, rarely hit (test_sync saw it now and then);
+ * GREENHUB_TEST_SLEEP_DELAY_US widens it to 1.5 ms, so that the timers of
+ * 1-2 ms sleeps come due inside it nearly every time.  Pinned greenlets
+ * on every hub sleep many times over, while unpinned ones sleep and wake
+ * at random so that hubs also search and fall asleep; a watchdog thread
+ * fails the test when a hub's sleepers stop making progress while it
+ * sleeps with work queued. */
+
+enum { TS_HUBS = 4, TS_PER_HUB = 3, TS_ROUNDS = 300, TS_CHURN = 6 };
+static _Atomic unsigned long ts_progress[TS_HUBS];
+static _Atomic int ts_done;
+
+static uint64_t ts_rand(uint64_t *x)
+{
+    *x ^= *x << 13, *x ^= *x >> 7, *x ^= *x << 17;
+    return *x;
+}
+
+static void *ts_sleeper(void *arg)
+{
+    uint64_t x = (uintptr_t)arg * 0x9E3779B97F4A7C15ull + 7;
+    int hub = gh_hub_index();
+    for (int i = 0; i < TS_ROUNDS; i++) {
+        assert_int_equal(gh_sleep_ms(1 + (int64_t)(ts_rand(&x) % 2)), 0);
+        atomic_fetch_add(&ts_progress[hub], 1);
+    }
+    return NULL;
+}
+
+/* Unpinned: wakes on one hub, is shared to idle ones, makes them search. */
+static void *ts_churn(void *arg)
+{
+    uint64_t x = (uintptr_t)arg * 0x9E3779B97F4A7C15ull + 11;
+    while (!atomic_load(&ts_done)) {
+        gh_sleep_ms((int64_t)(ts_rand(&x) % 2));
+        for (int k = (int)(ts_rand(&x) % 4); k > 0; k--)
+            gh_yield();
+    }
+    return NULL;
+}
+
+/* A plain thread: a second without progress on a hub that sleeps with
+ * greenlets queued is the lost wakeup (a 1-2 ms sleeper comes back long
+ * before).  Exits the process: the hub may never wake. */
+static void *ts_watchdog(void *arg)
+{
+    (void)arg;
+    unsigned long last[TS_HUBS] = { 0 };
+    uint64_t since[TS_HUBS];
+    for (int i = 0; i < TS_HUBS; i++)
+        since[i] = now_ms();
+    while (!atomic_load(&ts_done)) {
+        struct timespec ts = { 0, 20 * 1000000 };
+        nanosleep(&ts, NULL);
+        gh_hub_stats st[TS_HUBS];
+        int n = gh_stats_hubs(st, TS_HUBS);
+        for (int i = 0; i < n; i++) {
+            unsigned long p = atomic_load(&ts_progress[i]);
+            if (p != last[i] || p == (unsigned long)TS_PER_HUB * TS_ROUNDS) {
+                last[i] = p;
+                since[i] = now_ms();
+            } else if (now_ms() - since[i] > 1000 && st[i].sleeping && st[i].runnable) {
+                fprintf(stderr, "FAIL: hub %d has slept in epoll for 1 s with %llu "
+                        "greenlets queued, after %lu of its sleeps (a lost timer "
+                        "wakeup)\n", i, (unsigned long long)st[i].runnable, p);
+                _exit(1);
+            }
+        }
+    }
+    return NULL;
+}
+
+static void *ts_main(void *arg)
+{
+    (void)arg;
+    gh_greenlet *g[TS_HUBS * TS_PER_HUB], *c[TS_CHURN];
+    pthread_t wd;
+    assert_int_equal(pthread_create(&wd, NULL, ts_watchdog, NULL), 0);
+    for (int i = 0; i < TS_HUBS * TS_PER_HUB; i++) {
+        gh_spawn_opts o = { .name = "sleeper", .hub = i % TS_HUBS, .pinned = 1 };
+        g[i] = gh_spawn_with(&o, ts_sleeper, (void *)(uintptr_t)i);
+        assert_non_null(g[i]);
+    }
+    for (int i = 0; i < TS_CHURN; i++)
+        assert_non_null(c[i] = gh_spawn(ts_churn, (void *)(uintptr_t)i));
+    for (int i = 0; i < TS_HUBS * TS_PER_HUB; i++)
+        assert_int_equal(gh_join(g[i], NULL), 0);
+    atomic_store(&ts_done, 1);
+    for (int i = 0; i < TS_CHURN; i++)
+        assert_int_equal(gh_join(c[i], NULL), 0);
+    pthread_join(wd, NULL);
+    for (int i = 0; i < TS_HUBS; i++)
+        assert_int_equal(atomic_load(&ts_progress[i]), (unsigned long)TS_PER_HUB * TS_ROUNDS);
+    return NULL;
+}
+
+static void test_timer_due_as_hub_falls_asleep_is_not_lost(void **state)
+{
+    (void)state;
+    if (getenv("GREENHUB_HUBS"))
+        skip();
+    setenv("GREENHUB_TEST_SLEEP_DELAY_US", "1500", 1);
+    gh_test_run(TS_HUBS, ts_main, NULL);
+    unsetenv("GREENHUB_TEST_SLEEP_DELAY_US");
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_100k_greenlets_run_once_on_both_hubs),
     cmocka_unit_test(test_hub_threads_pinned_to_one_core_each),
@@ -956,5 +1070,6 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_yield_is_round_robin_beside_idle_hub),
     cmocka_unit_test(test_one_unit_of_work_wakes_one_sleeping_hub),
     cmocka_unit_test(test_burst_of_work_wakes_hubs_one_by_one_until_all_busy),
+    cmocka_unit_test(test_timer_due_as_hub_falls_asleep_is_not_lost),
 };
 GH_TEST_MAIN(tests)
