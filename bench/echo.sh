@@ -69,7 +69,12 @@ fi
 B=build-bench/bench P=build-bench/peers
 ncpu=$(nproc)
 tmp=$(mktemp -d)
-port=$((20000 + RANDOM % 20000))
+# Server ports stay below the ephemeral range (Linux: 32768-60999), where
+# the load generator's closed connections linger in TIME_WAIT for a minute:
+# a listener cannot bind a port one of them holds (EADDRINUSE, even with
+# SO_REUSEADDR), and with thousands of connections per run a port chosen
+# in that range was taken now and then (seen on a 16-core machine).
+port=$((10000 + RANDOM % 18000))
 srv_pid=""
 cleanup() {
     [[ -n $srv_pid ]] && kill -TERM "$srv_pid" 2>/dev/null
@@ -93,6 +98,19 @@ start_server() {
     port=$((port + 1))
     "$@" --port "$port" --duration "$server_limit" >"$tmp/server.log" 2>&1 &
     srv_pid=$!
+}
+
+# server_state: what the server said and whether it still runs (on stderr)
+server_state() {
+    {
+        echo "--- server (pid ${srv_pid:-none}, port $port) log:"
+        cat "$tmp/server.log"
+        if [[ -n $srv_pid ]] && kill -0 "$srv_pid" 2>/dev/null; then
+            echo "--- the server is still running"
+        else
+            echo "--- the server has exited"
+        fi
+    } >&2
 }
 
 # die MESSAGE: stops the server of this (sub)shell, if any, and fails.
@@ -124,7 +142,7 @@ load() {
     local c="$1" impl="$2" threads="$3" line; shift 3
     line=$("$@" "$B/bench_echo_load" --port "$port" --conns "$c" --warmup "$W" --time "$T" \
                 --impl "$impl" --threads "$threads" --pid "$srv_pid" --connect-wait 5000 |
-           grep '^RESULT') || die "FAILED: load generator against $impl"
+           grep '^RESULT') || { server_state; die "FAILED: load generator against $impl"; }
     [[ $line == *check=ok* ]] || die "WRONG RESULT: $line"
     echo "$line"
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/run.sh [--quick|--full] [--runs N]
+# bench/run.sh [--quick|--full] [--runs N] [--no-build]
 #
 # Builds greenhub and its peers and runs the benchmarks side by side, in one
 # run, on this machine.  --quick (the default, the README's main job) runs
@@ -12,35 +12,47 @@
 # (default 3) with the spread (min-max); every program checks its own result
 # and a wrong result stops the run.  Results: bench/results/latest.md and
 # latest.csv.  Honesty rules: bench/README.md.
+#
+# --no-build installs nothing and builds nothing: it runs the binaries
+# already in build-bench/ (for a machine without the toolchains or the
+# package repositories, where build-bench/ was built elsewhere and copied).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-mode=quick runs=3
+mode=quick runs=3 build=1
 while [[ $# -gt 0 ]]; do
     case "$1" in
     --quick) mode=quick ;;
     --full) mode=full ;;
     --runs) runs="$2"; shift ;;
-    *) echo "usage: $0 [--quick|--full] [--runs N]" >&2; exit 2 ;;
+    --no-build) build=0 ;;
+    *) echo "usage: $0 [--quick|--full] [--runs N] [--no-build]" >&2; exit 2 ;;
     esac
     shift
 done
 
-tools/deps.sh --bench
-echo "== building greenhub (Release, -O2) and the peers"
-cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS_RELEASE=-O2 \
-      -DGREENHUB_TESTS=OFF >/dev/null
-cmake --build build-bench -j"$(nproc)" >/dev/null
-bench/peers/build.sh build-bench/peers >/dev/null
+if ((build)); then
+    tools/deps.sh --bench
+    echo "== building greenhub (Release, -O2) and the peers"
+    cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS_RELEASE=-O2 \
+          -DGREENHUB_TESTS=OFF >/dev/null
+    cmake --build build-bench -j"$(nproc)" >/dev/null
+    bench/peers/build.sh build-bench/peers >/dev/null
+fi
 B=build-bench/bench P=build-bench/peers
 mkdir -p bench/results
 md=bench/results/latest.md csv=bench/results/latest.csv
 ncpu=$(nproc)
-cpu_model=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
+cpu_model=$( (lscpu 2>/dev/null || true) | sed -n 's/^Model name: *//p' | head -1)
 {
     echo "# greenhub benchmarks ($mode), $(date -u +%Y-%m-%d)"
     echo
-    echo "Machine: $ncpu CPUs ($cpu_model), $(uname -r); gcc $(gcc -dumpversion)," \
-         "$(go version 2>/dev/null | awk '{print $3}'), Boost $(dpkg-query -W -f='${Version}' libboost-context-dev 2>/dev/null)."
+    if ((build)); then
+        echo "Machine: $ncpu CPUs ($cpu_model), $(uname -r); gcc $(gcc -dumpversion)," \
+             "$(go version 2>/dev/null | awk '{print $3}'), Boost $(dpkg-query -W -f='${Version}' libboost-context-dev 2>/dev/null)."
+    else
+        echo "Machine: $ncpu CPUs ($cpu_model), $(uname -r); binaries built elsewhere:" \
+             "$(cat build-bench/BUILT 2>/dev/null || echo 'build-bench/BUILT missing')."
+    fi
     echo "Hub threads pinned one per core (hwloc); Go threads not pinned. Median of $runs runs, spread min-max."
     echo
 } > "$md"

@@ -40,7 +40,9 @@ else
 fi
 
 if command -v go >/dev/null 2>&1; then
-    export GO111MODULE=off GOCACHE="${GOCACHE:-/tmp/gh-gocache}"
+    # CGO_ENABLED=0: static binaries, as Go servers are usually shipped (the
+    # net package would otherwise link glibc for its resolver).
+    export GO111MODULE=off CGO_ENABLED=0 GOCACHE="${GOCACHE:-/tmp/gh-gocache}"
     for p in switch spawn skynet parked cpu echo sync; do
         build "go_$p" go build -o "$out/go_$p" "$here/go/$p.go"
     done
