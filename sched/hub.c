@@ -116,8 +116,12 @@ enum { STEAL_ROUNDS = 2 };
  * Spinning a few wakeups' worth first lets the other hubs hand it work
  * without a wakeup.  Measured: sleeps per run fell from ~1,168 to ~400
  * with the spin alone, and to 2 together with local_share(); an idle
- * runtime still uses ~0.0002 s of CPU per second (tests/test_sched.c). */
+ * runtime still uses ~0.0002 s of CPU per second (tests/test_sched.c).
+ * GREENHUB_SPIN_US overrides it (rt->spin_ns): on a many-core machine an
+ * I/O-bound server's hubs get their work from their own epoll, and the spin
+ * is then CPU spent for nothing (see the note on issue 3). */
 enum { SPIN_NS = 50 * 1000 };
+const uint64_t gh__spin_ns_default = SPIN_NS;
 
 struct gh__runtime *gh__rt;
 
@@ -806,10 +810,12 @@ static gh_greenlet *steal_work(struct gh__hub *h)
     return NULL;
 }
 
-/* Searching hub: waits up to SPIN_NS for work to appear anywhere. */
+/* Searching hub: waits up to rt->spin_ns for work to appear anywhere. */
 static bool spin_for_work(struct gh__hub *h)
 {
-    uint64_t until = gh__now_ns() + SPIN_NS;
+    if (!gh__rt->spin_ns)
+        return false;
+    uint64_t until = gh__now_ns() + gh__rt->spin_ns;
     do {
         for (int i = 0; i < 64; i++)
             gh__cpu_relax();

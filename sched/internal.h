@@ -287,6 +287,8 @@ enum gh__action {
     GH_ACT_EXIT,     /* prev is dead: release its stack */
 };
 
+extern const uint64_t gh__spin_ns_default;   /* hub.c: SPIN_NS */
+
 struct gh__runtime {
     unsigned nhubs;
     size_t stack_size;
@@ -302,6 +304,7 @@ struct gh__runtime {
     struct gh__hub **idle;       /* stack of sleeping hubs, under idle_mu */
     unsigned nidle;
 
+    uint64_t spin_ns;              /* GREENHUB_SPIN_US, default below */
     uint64_t test_sleep_delay_ns;  /* GREENHUB_TEST_SLEEP_DELAY_US; 0 outside tests */
 
     _Alignas(GH_CACHELINE) _Atomic int stopping;
