@@ -1051,6 +1051,105 @@ static void test_timer_due_as_hub_falls_asleep_is_not_lost(void **state)
     unsetenv("GREENHUB_TEST_SLEEP_DELAY_US");
 }
 
+/* ---- a pinned greenlet woken from another hub while its hub sleeps ---------
+ * A greenlet pinned to hub T and woken on another thread goes into T's
+ * mailbox; the pusher sends T's uv_async only if T may be asleep (its
+ * may_sleep flag, raised before hub_sleep's fence, read after a fence on
+ * the pusher's side), because an awake hub drains its mailbox by itself.
+ * Were either side of that pairing wrong, a mailbox push would land just
+ * as T falls asleep and T would sleep on with the greenlet queued.  Pairs
+ * of greenlets pinned to neighbouring hubs play event ping-pong with
+ * GREENHUB_SPIN_US=0, so that an idle hub goes to sleep at once and
+ * nearly every hand-over races a hub falling asleep, and with
+ * GREENHUB_TEST_SLEEP_DELAY_US widening the time between the hub's last
+ * look at its queues and its sleep; a wait that runs into its 5 s timeout
+ * is the lost wakeup. */
+
+enum { PW_HUBS = 4, PW_PAIRS = 4, PW_ROUNDS = 3000 };
+struct pw_pair {
+    gh_event ping, pong;
+    long token;
+    _Atomic long lost;
+};
+static struct pw_pair pw[PW_PAIRS];
+
+static void *pw_a(void *arg)
+{
+    struct pw_pair *p = arg;
+    for (long i = 0; i < PW_ROUNDS; i++) {
+        p->token = i;
+        gh_event_set(&p->ping);
+        if (gh_event_wait(&p->pong, 5000) != 0) {
+            atomic_fetch_add(&p->lost, 1);
+            return NULL;
+        }
+        gh_event_clear(&p->pong);
+        if (p->token != i + 1)
+            atomic_fetch_add(&p->lost, 1000000);
+    }
+    return NULL;
+}
+
+static void *pw_b(void *arg)
+{
+    struct pw_pair *p = arg;
+    for (long i = 0; i < PW_ROUNDS; i++) {
+        if (gh_event_wait(&p->ping, 5000) != 0) {
+            atomic_fetch_add(&p->lost, 1);
+            return NULL;
+        }
+        gh_event_clear(&p->ping);
+        p->token++;
+        gh_event_set(&p->pong);
+    }
+    return NULL;
+}
+
+static void *pw_main(void *arg)
+{
+    (void)arg;
+    gh_greenlet *g[2 * PW_PAIRS];
+    for (int i = 0; i < PW_PAIRS; i++) {
+        assert_int_equal(gh_event_init(&pw[i].ping), 0);
+        assert_int_equal(gh_event_init(&pw[i].pong), 0);
+        atomic_store(&pw[i].lost, 0);
+        gh_spawn_opts a = { .name = "ping", .hub = i % PW_HUBS, .pinned = 1 };
+        gh_spawn_opts b = { .name = "pong", .hub = (i + 1) % PW_HUBS, .pinned = 1 };
+        assert_non_null(g[2 * i] = gh_spawn_with(&a, pw_a, &pw[i]));
+        assert_non_null(g[2 * i + 1] = gh_spawn_with(&b, pw_b, &pw[i]));
+    }
+    for (int i = 0; i < 2 * PW_PAIRS; i++)
+        assert_int_equal(gh_join(g[i], NULL), 0);
+    gh_hub_stats st[PW_HUBS];
+    int n = gh_stats_hubs(st, PW_HUBS);
+    uint64_t sleeps = 0;
+    for (int i = 0; i < n; i++)
+        sleeps += st[i].sleeps;
+    for (int i = 0; i < PW_PAIRS; i++) {
+        long lost = atomic_load(&pw[i].lost);
+        if (lost)
+            fail_msg("pair %d: %ld waits timed out (lost wakeups), %ld bad tokens",
+                     i, lost % 1000000, lost / 1000000);
+        assert_int_equal(gh_event_destroy(&pw[i].ping), 0);
+        assert_int_equal(gh_event_destroy(&pw[i].pong), 0);
+    }
+    /* The race is only exercised if hubs really fell asleep meanwhile. */
+    assert_true(sleeps > PW_ROUNDS / 10);
+    return NULL;
+}
+
+static void test_pinned_wakeup_while_its_hub_falls_asleep_is_not_lost(void **state)
+{
+    (void)state;
+    if (getenv("GREENHUB_HUBS"))
+        skip();
+    setenv("GREENHUB_SPIN_US", "0", 1);
+    setenv("GREENHUB_TEST_SLEEP_DELAY_US", "100", 1);
+    gh_test_run(PW_HUBS, pw_main, NULL);
+    unsetenv("GREENHUB_TEST_SLEEP_DELAY_US");
+    unsetenv("GREENHUB_SPIN_US");
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_100k_greenlets_run_once_on_both_hubs),
     cmocka_unit_test(test_hub_threads_pinned_to_one_core_each),
@@ -1071,5 +1170,6 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_one_unit_of_work_wakes_one_sleeping_hub),
     cmocka_unit_test(test_burst_of_work_wakes_hubs_one_by_one_until_all_busy),
     cmocka_unit_test(test_timer_due_as_hub_falls_asleep_is_not_lost),
+    cmocka_unit_test(test_pinned_wakeup_while_its_hub_falls_asleep_is_not_lost),
 };
 GH_TEST_MAIN(tests)
