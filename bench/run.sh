@@ -7,7 +7,8 @@
 # hubs beside Go with GOMAXPROCS=1, 2, 4, ..., and the I/O-bound one (the
 # greenlet echo server with 1, 2, 4, ... hubs, bench/echo.sh --scaling).
 # --full adds switch, spawn+join, skynet, sync (queue ping-pong, contended
-# mutex), parked memory and the whole echo
+# mutex, cross-hub event ping-pong on 2+ CPUs, uncontended mutex), parked
+# memory and the whole echo
 # table (beside libuv, Go and thread-per-connection servers).  Each figure is the median of N runs
 # (default 3) with the spread (min-max); every program checks its own result
 # and a wrong result stops the run.  Results: bench/results/latest.md and
@@ -140,6 +141,17 @@ full_suite() {
     [[ -x $P/go_sync ]] && { read -r os _ < <(GOMAXPROCS=$ncpu measure go "$ncpu" "$P/go_sync" mutex 100 10000); row_lower "contended mutex ($ncpu hubs, 100 x 10,000)" ns "$gs" "Go sync.Mutex, 100 goroutines" "$os"; }
     local nt=$((4 * ncpu))
     [[ -x $P/pthread_sync ]] && { read -r os _ < <(measure pthread "$nt" "$P/pthread_sync" mutex 100 10000 "$nt"); row_lower "contended mutex ($ncpu hubs, 100 x 10,000)" ns "$gs" "pthread_mutex, $nt threads, same 1,000,000 increments" "$os"; }
+    # us per round trip of a token handed between hubs 0 and 1 through two
+    # gh_events (greenlets pinned; two threads pinned to two CPUs for
+    # pthreads), on 2+ CPUs only; ns per lock+unlock of a mutex nobody else
+    # wants (one greenlet, one thread, one goroutine).
+    if ((ncpu >= 2)); then
+        read -r gs _ < <(GREENHUB_HUBS=2 measure greenhub 2 "$B/bench_sync" xping)
+        [[ -x $P/pthread_sync ]] && { read -r os _ < <(measure pthread 2 "$P/pthread_sync" xping); row_lower "cross-hub event ping-pong (2 hubs pinned)" us "$gs" "pthreads: mutex+cond, 2 threads pinned to 2 CPUs" "$os"; }
+    fi
+    read -r gs _ < <(GREENHUB_HUBS=1 measure greenhub 1 "$B/bench_sync" uncontended)
+    [[ -x $P/pthread_sync ]] && { read -r os _ < <(measure pthread 1 "$P/pthread_sync" uncontended); row_lower "uncontended mutex lock+unlock (1 hub)" ns "$gs" "pthread_mutex (1 thread)" "$os"; }
+    [[ -x $P/go_sync ]] && { read -r os _ < <(GOMAXPROCS=$ncpu measure go "$ncpu" "$P/go_sync" uncontended); row_lower "uncontended mutex lock+unlock (1 hub)" ns "$gs" "Go sync.Mutex" "$os"; }
     local keep=$runs; runs=1
     read -r gs _ < <(GREENHUB_HUBS=$ncpu measure greenhub "$ncpu" "$B/bench_parked" 1000000)
     [[ -x $P/go_parked ]] && { read -r os _ < <(measure go "$ncpu" "$P/go_parked" 1000000); row_lower "parked memory, 1M tasks" B "$gs" "Go goroutine" "$os"; }

@@ -1,5 +1,7 @@
-// sync.go: channel ping-pong and a contended sync.Mutex, the peer of
-// bench/sync.c.  Two modes:
+// sync.go: channel ping-pong, a contended and an uncontended sync.Mutex,
+// the peer of bench/sync.c (its cross-hub xping has no Go peer: pinning a
+// goroutine to a CPU takes sched_setaffinity, which the standard library
+// lacks).  Three modes:
 //
 //	sync pingpong [N=1000000]
 //	    GOMAXPROCS=1 (set here): goroutines A and B bounce a token through
@@ -15,7 +17,12 @@
 //	    Lock+Unlock = elapsed / (G*K), starts and waits included.
 //	    Self-check: counter == G*K exactly.
 //
-// Both run once untimed first (1/20 of the work), as bench/sync.c does.
+//	sync uncontended [N=10000000]
+//	    GOMAXPROCS from the environment: one goroutine does N sync.Mutex
+//	    Lock+Unlock pairs, incrementing a counter inside.  ns per
+//	    Lock+Unlock.  Self-check: counter == N exactly.
+//
+// All run once untimed first (1/20 of the work), as bench/sync.c does.
 package main
 
 import (
@@ -91,6 +98,23 @@ func mutex(g, k int) (ns float64, ok bool) {
 	return float64(el.Nanoseconds()) / float64(g*k), ok
 }
 
+func uncontended(n int) (ns float64, ok bool) {
+	var mu sync.Mutex
+	counter := 0
+	t0 := time.Now()
+	for i := 0; i < n; i++ {
+		mu.Lock()
+		counter++
+		mu.Unlock()
+	}
+	el := time.Since(t0)
+	ok = counter == n
+	if !ok {
+		fmt.Fprintf(os.Stderr, "sync uncontended: counter %d, want %d\n", counter, n)
+	}
+	return float64(el.Nanoseconds()) / float64(n), ok
+}
+
 func arg(i, dflt int) int {
 	if len(os.Args) <= i {
 		return dflt
@@ -103,7 +127,7 @@ func arg(i, dflt int) int {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: sync pingpong [N>0] | sync mutex [G>0] [K>0]")
+	fmt.Fprintln(os.Stderr, "usage: sync pingpong [N>0] | sync mutex [G>0] [K>0] | sync uncontended [N>0]")
 	os.Exit(2)
 }
 
@@ -135,6 +159,12 @@ func main() {
 		ns, ok = mutex(g, k)
 		ok = ok && ok1
 		bench, unit = "mutex", "ns_per_lock"
+	case "uncontended":
+		n := arg(2, 10000000)
+		_, ok1 := uncontended(warm(n))
+		ns, ok = uncontended(n)
+		ok = ok && ok1
+		bench, unit = "uncontended", "ns_per_lock"
 	default:
 		usage()
 	}
