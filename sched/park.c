@@ -394,8 +394,14 @@ int gh__waiter_wait(struct gh__waiter *w, int64_t timeout_ms,
     pthread_mutex_lock(&tp->mu);
     unlock_fn(arg);
     while (tp->reason == GH_WAKE_NONE) {
+        /* A waker may take tp->mu between the timeout and our getting it
+         * back, and claim the wait (EVENT): pthread_cond_timedwait then
+         * still says ETIMEDOUT, and the claim must stand, or what the
+         * waker handed over (an item, a permit, the mutex) is dropped.
+         * Like a greenlet's wait, the timeout claims only an open wait. */
         if (timeout_ms == 0 ||
-            (at && pthread_cond_timedwait(&tp->cv, &tp->mu, &dl) == ETIMEDOUT))
+            (at && pthread_cond_timedwait(&tp->cv, &tp->mu, &dl) == ETIMEDOUT &&
+             tp->reason == GH_WAKE_NONE))
             tp->reason = by_scope ? GH_WAKE_DEADLINE : GH_WAKE_TIMEOUT;
         else if (!at)
             pthread_cond_wait(&tp->cv, &tp->mu);

@@ -13,6 +13,8 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -3388,8 +3390,116 @@ static void test_stress_random_ops_timeouts_and_kills_on_4_hubs(void **state)
     gh_test_run(4, st_main, NULL);
 }
 
+/* ---- a plain thread's timed wait never drops what it was handed ----------
+ * A plain thread waits on a condition variable.  When its timed wait times
+ * out just as a waker takes its parker's mutex, the waker sees the wait
+ * still open, hands it an item or a permit and moves on, and
+ * pthread_cond_timedwait still returns ETIMEDOUT.  The waiter must then
+ * keep what it was given, not report a timeout (which would drop an item
+ * or a permit for good).  To make that window common, the getter runs
+ * niced on a CPU it shares with a busy thread, so that it is often slow to
+ * take its mutex back after the timeout; the putter runs on another CPU.
+ * Exact accounting: every successful put is either got or still there. */
+
+enum { TP_ITERS = 2000 };
+static _Atomic int tp_stop;
+static gh_queue *tp_q;
+static gh_sem tp_s;
+static int tp_use_sem;
+static long tp_got, tp_put, tp_timeouts, tp_errors;
+
+static void tp_pin(int cpu)
+{
+    cpu_set_t c;
+    CPU_ZERO(&c);
+    CPU_SET(cpu % (int)sysconf(_SC_NPROCESSORS_ONLN), &c);
+    pthread_setaffinity_np(pthread_self(), sizeof c, &c);
+}
+
+static void *tp_hog(void *arg)
+{
+    (void)arg;
+    tp_pin(0);
+    while (!atomic_load_explicit(&tp_stop, memory_order_relaxed))
+        ;
+    return NULL;
+}
+
+static void *tp_getter(void *arg)
+{
+    (void)arg;
+    tp_pin(0);
+    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19);
+    for (int i = 0; i < TP_ITERS; i++) {
+        void *x;
+        int r = tp_use_sem ? gh_sem_acquire(&tp_s, 2) : gh_queue_get(tp_q, &x, 2);
+        if (r == 0)
+            tp_got++;
+        else if (r == ETIMEDOUT)
+            tp_timeouts++;
+        else
+            tp_errors++;
+    }
+    return NULL;
+}
+
+static void *tp_putter(void *arg)
+{
+    (void)arg;
+    tp_pin(1);
+    unsigned seed = 1;
+    while (!atomic_load(&tp_stop)) {
+        struct timespec ts = { 0, 1000000 + rand_r(&seed) % 2000000 };
+        nanosleep(&ts, NULL);
+        int r = tp_use_sem ? gh_sem_release(&tp_s) : gh_queue_put(tp_q, (void *)1, 0);
+        if (r == 0)
+            tp_put++;
+    }
+    return NULL;
+}
+
+static void tp_run(int use_sem)
+{
+    tp_use_sem = use_sem;
+    tp_got = tp_put = tp_timeouts = tp_errors = 0;
+    atomic_store(&tp_stop, 0);
+    assert_non_null(tp_q = gh_queue_new(0));
+    assert_int_equal(gh_sem_init(&tp_s, 0), 0);
+    pthread_t hog, get, put;
+    assert_int_equal(pthread_create(&hog, NULL, tp_hog, NULL), 0);
+    assert_int_equal(pthread_create(&get, NULL, tp_getter, NULL), 0);
+    assert_int_equal(pthread_create(&put, NULL, tp_putter, NULL), 0);
+    pthread_join(get, NULL);
+    atomic_store(&tp_stop, 1);
+    pthread_join(put, NULL);
+    pthread_join(hog, NULL);
+    long left = 0;
+    if (use_sem) {
+        left = gh_sem_value(&tp_s);
+    } else {
+        void *x;
+        while (gh_queue_get(tp_q, &x, 0) == 0)
+            left++;
+    }
+    assert_int_equal(tp_errors, 0);
+    if (tp_put != tp_got + left)
+        fail_msg("%s: %ld handed over, %ld got, %ld left, %ld timeouts: %ld lost",
+                 use_sem ? "gh_sem" : "gh_queue", tp_put, tp_got, left, tp_timeouts,
+                 tp_put - tp_got - left);
+    assert_int_equal(gh_sem_destroy(&tp_s), 0);
+    assert_int_equal(gh_queue_free(tp_q), 0);
+}
+
+static void test_plain_thread_timed_wait_keeps_what_it_was_handed(void **state)
+{
+    (void)state;
+    tp_run(0);
+    tp_run(1);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_queue_million_items_8x8_on_2_hubs),
+    cmocka_unit_test(test_plain_thread_timed_wait_keeps_what_it_was_handed),
     cmocka_unit_test(test_queue_million_items_8x8_on_4_hubs),
     cmocka_unit_test(test_queue_close_drains_then_epipe_and_wakes_waiters),
     cmocka_unit_test(test_queue_waiters_fifo_and_direct_handoff),
