@@ -234,6 +234,8 @@ int gh_pool_free(gh_pool *pool)
 struct imap_call {
     struct gh_imap *it;
     size_t i;
+    void *arg;   /* args[i], copied by imap_new: calls spawned before
+                  * gh_imap_free may start after it, when args may be gone */
 };
 
 struct gh_imap {
@@ -241,7 +243,6 @@ struct gh_imap {
     _Atomic unsigned refs;        /* see above; acq_rel */
     gh_pool *pool;                /* immutable */
     gh_fn fn;                     /* immutable */
-    void **args;                  /* immutable, the caller's */
     size_t n;                     /* immutable */
     bool ordered;                 /* immutable */
     struct imap_call *calls;      /* immutable: n of them */
@@ -274,7 +275,7 @@ static void *imap_call_run(void *p)
 {
     struct imap_call *c = p;
     gh_imap *it = c->it;
-    void *r = it->fn(it->args[c->i]);
+    void *r = it->fn(c->arg);
     gh__spin_lock(&it->lock);
     it->results[c->i] = r;
     if (it->ordered)
@@ -324,6 +325,10 @@ static gh_imap *imap_new(gh_pool *pool, gh_fn fn, void **args, size_t n, bool or
         errno = EINVAL;
         return NULL;
     }
+    if (n > SIZE_MAX / sizeof(struct imap_call)) {   /* the sizes would wrap */
+        errno = ENOMEM;
+        return NULL;
+    }
     gh_imap *it = calloc(1, sizeof *it);
     size_t m = n ? n : 1;
     if (it) {
@@ -346,11 +351,10 @@ static gh_imap *imap_new(gh_pool *pool, gh_fn fn, void **args, size_t n, bool or
     atomic_init(&it->refs, 2);   /* the caller's and the feeder's */
     it->pool = pool;
     it->fn = fn;
-    it->args = args;
     it->n = n;
     it->ordered = ordered;
     for (size_t i = 0; i < n; i++)
-        it->calls[i] = (struct imap_call){ it, i };
+        it->calls[i] = (struct imap_call){ it, i, args[i] };
     gh_spawn_opts o = { .name = "imap feeder" };
     gh_greenlet *f = gh__spawn_prepare(&o, imap_feed, it);
     if (!f) {

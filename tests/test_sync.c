@@ -3497,9 +3497,75 @@ static void test_plain_thread_timed_wait_keeps_what_it_was_handed(void **state)
     tp_run(1);
 }
 
+/* ---- gh_pool_imap copies its arguments ------------------------------------
+ * The calls run later, some after gh_imap_free (spawned, not yet started):
+ * they must not read the caller's array then.  The array is overwritten
+ * with NULLs as soon as gh_pool_imap returns and every call checks the
+ * argument it got, on one hub (nothing runs before the overwrite) and on
+ * two; then, with a fresh iterator, gh_imap_free comes after one result and
+ * the array is overwritten again before the pool is joined. */
+
+enum { IA_N = 60 };
+static long ia_vals[IA_N];
+static _Atomic int ia_bad;
+
+static void *ia_call(void *arg)
+{
+    long *v = arg;
+    if (!v || v < ia_vals || v >= ia_vals + IA_N)
+        atomic_fetch_add(&ia_bad, 1);
+    gh_yield();
+    return arg;
+}
+
+static void *ia_main(void *arg)
+{
+    (void)arg;
+    atomic_store(&ia_bad, 0);
+    gh_pool *pool = gh_pool_new(4);
+    assert_non_null(pool);
+    void **args = malloc(IA_N * sizeof *args);
+    assert_non_null(args);
+    for (int i = 0; i < IA_N; i++)
+        args[i] = &ia_vals[i];
+    gh_imap *it = gh_pool_imap(pool, ia_call, args, IA_N);
+    assert_non_null(it);
+    for (int i = 0; i < IA_N; i++)
+        args[i] = NULL;
+    void *r;
+    for (int i = 0; i < IA_N; i++) {
+        assert_int_equal(gh_imap_next(it, &r), 0);
+        assert_ptr_equal(r, &ia_vals[i]);
+    }
+    assert_int_equal(gh_imap_next(it, &r), ENOENT);
+    assert_int_equal(gh_imap_free(it), 0);
+
+    for (int i = 0; i < IA_N; i++)
+        args[i] = &ia_vals[i];
+    it = gh_pool_imap_unordered(pool, ia_call, args, IA_N);
+    assert_non_null(it);
+    assert_int_equal(gh_imap_next(it, &r), 0);
+    assert_int_equal(gh_imap_free(it), 0);
+    for (int i = 0; i < IA_N; i++)
+        args[i] = NULL;
+    assert_int_equal(gh_pool_join(pool, -1), 0);
+    free(args);
+    assert_int_equal(atomic_load(&ia_bad), 0);
+    assert_int_equal(gh_pool_free(pool), 0);
+    return NULL;
+}
+
+static void test_imap_copies_its_arguments(void **state)
+{
+    (void)state;
+    gh_test_run(1, ia_main, NULL);
+    gh_test_run(2, ia_main, NULL);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_queue_million_items_8x8_on_2_hubs),
     cmocka_unit_test(test_plain_thread_timed_wait_keeps_what_it_was_handed),
+    cmocka_unit_test(test_imap_copies_its_arguments),
     cmocka_unit_test(test_queue_million_items_8x8_on_4_hubs),
     cmocka_unit_test(test_queue_close_drains_then_epipe_and_wakes_waiters),
     cmocka_unit_test(test_queue_waiters_fifo_and_direct_handoff),

@@ -192,8 +192,9 @@ GH_API int gh_pool_free(gh_pool *pool);
  * with whatever else runs on the pool); a feeder greenlet spawns the calls
  * as room frees up, so they run while the caller reads.  gh_pool_imap hands
  * out results in input order, each as soon as it and all before it are
- * done; gh_pool_imap_unordered hands them out as they finish.  args must
- * stay valid until gh_imap_free. */
+ * done; gh_pool_imap_unordered hands them out as they finish.  The array
+ * args is copied: it may be freed once gh_pool_imap returns (what its
+ * pointers point to must live until the calls given them have run). */
 typedef struct gh_imap gh_imap;
 
 /* NULL and errno (EINVAL: NULL pool or fn, NULL args with n > 0; ENOMEM;
@@ -208,8 +209,9 @@ GH_API gh_imap *gh_pool_imap_unordered(gh_pool *pool, gh_fn fn, void **args,
 GH_API int gh_imap_next(gh_imap *it, void **result);
 GH_API int gh_imap_next_timeout(gh_imap *it, void **result, int64_t timeout_ms);
 /* Stops the feeder (returns once it has stopped: nothing more is spawned
- * for it) and releases the iterator.  Calls already running finish on the
- * pool and their results are dropped: gh_pool_join waits for them.
+ * for it) and releases the iterator.  Calls already spawned (running, or
+ * queued to run) still run on the pool and their results are dropped:
+ * gh_pool_join waits for them.
  * 0; EINVAL for NULL. */
 GH_API int gh_imap_free(gh_imap *it);
 
