@@ -23,6 +23,7 @@
 struct gh_group {
     atomic_flag lock;             /* protects the fields below */
     size_t count;                 /* members running */
+    size_t feeders;               /* imap feeders still spawning into it */
     gh_greenlet *members;         /* linked by grp_next/grp_prev */
     struct gh__waiter *joiners;   /* woken when count drops to 0 */
     gh_sem *slots;                /* a pool's permits; NULL: no limit (immutable) */
@@ -37,6 +38,7 @@ static void group_init(struct gh_group *grp, gh_sem *slots)
 {
     atomic_flag_clear(&grp->lock);
     grp->count = 0;
+    grp->feeders = 0;
     grp->members = NULL;
     grp->joiners = NULL;
     grp->slots = slots;
@@ -91,7 +93,24 @@ void gh__group_leave(gh_greenlet *g)
         g->grp_next->grp_prev = g->grp_prev;
     if (grp->slots)
         gh_sem_release(grp->slots);   /* lock order: group, then sem */
-    if (--grp->count == 0)
+    if (--grp->count == 0 && grp->feeders == 0)
+        gh__waiters_wake_all(&grp->joiners, GH_WAKE_EVENT);
+    gh__spin_unlock(&grp->lock);
+}
+
+/* An imap feeder counts for join and free until it has spawned its last
+ * call: between two calls the pool may be empty, yet not done. */
+static void group_feeder_add(struct gh_group *grp)
+{
+    gh__spin_lock(&grp->lock);
+    grp->feeders++;
+    gh__spin_unlock(&grp->lock);
+}
+
+static void group_feeder_done(struct gh_group *grp)
+{
+    gh__spin_lock(&grp->lock);
+    if (--grp->feeders == 0 && grp->count == 0)
         gh__waiters_wake_all(&grp->joiners, GH_WAKE_EVENT);
     gh__spin_unlock(&grp->lock);
 }
@@ -108,7 +127,7 @@ int gh_group_join(gh_group *grp, int64_t timeout_ms)
     gh__waiter_init(&w, self, &tp);
     gh__spin_lock(&grp->lock);
     int r = GH_WAKE_EVENT;
-    if (grp->count == 0)
+    if (grp->count == 0 && grp->feeders == 0)
         gh__spin_unlock(&grp->lock);
     else if (timeout_ms == 0) {
         gh__spin_unlock(&grp->lock);
@@ -146,7 +165,7 @@ size_t gh_group_size(gh_group *grp)
 static int group_idle(struct gh_group *grp)
 {
     gh__spin_lock(&grp->lock);
-    bool busy = grp->count || grp->joiners;
+    bool busy = grp->count || grp->feeders || grp->joiners;
     gh__spin_unlock(&grp->lock);
     return busy ? EBUSY : 0;
 }
@@ -315,6 +334,7 @@ static void *imap_feed(void *p)
     gh__waiters_wake_all(&it->readers, GH_WAKE_EVENT);
     gh__waiters_wake_all(&it->freers, GH_WAKE_EVENT);
     gh__spin_unlock(&it->lock);
+    group_feeder_done(&it->pool->grp);   /* the pool is alive until then */
     imap_unref(it);
     return NULL;
 }
@@ -357,6 +377,8 @@ static gh_imap *imap_new(gh_pool *pool, gh_fn fn, void **args, size_t n, bool or
         it->calls[i] = (struct imap_call){ it, i, args[i] };
     gh_spawn_opts o = { .name = "imap feeder" };
     gh_greenlet *f = gh__spawn_prepare(&o, imap_feed, it);
+    if (f)
+        group_feeder_add(&pool->grp);
     if (!f) {
         int err = errno;
         atomic_store(&it->refs, 1);

@@ -3562,10 +3562,55 @@ static void test_imap_copies_its_arguments(void **state)
     gh_test_run(2, ia_main, NULL);
 }
 
+/* ---- a pool is not idle while an imap still feeds it ----------------------
+ * Pool of one, three calls: between two calls the pool is empty although
+ * the imap has more to spawn.  gh_pool_join must wait for all three (read
+ * or not), and gh_pool_free must say EBUSY while the feeder may still
+ * spawn into the pool. */
+
+static _Atomic int pf_done;
+
+static void *pf_call(void *arg)
+{
+    gh_sleep_ms(2);
+    atomic_fetch_add(&pf_done, 1);
+    return arg;
+}
+
+static void *pf_main(void *arg)
+{
+    (void)arg;
+    static void *args[3] = { (void *)1, (void *)2, (void *)3 };
+    atomic_store(&pf_done, 0);
+    gh_pool *pool = gh_pool_new(1);
+    assert_non_null(pool);
+    gh_imap *it = gh_pool_imap(pool, pf_call, args, 3);
+    assert_non_null(it);
+    assert_int_equal(gh_pool_free(pool), EBUSY);
+    assert_int_equal(gh_pool_join(pool, -1), 0);
+    assert_int_equal(atomic_load(&pf_done), 3);
+    void *r;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(gh_imap_next(it, &r), 0);
+        assert_ptr_equal(r, args[i]);
+    }
+    assert_int_equal(gh_imap_free(it), 0);
+    assert_int_equal(gh_pool_free(pool), 0);
+    return NULL;
+}
+
+static void test_pool_join_and_free_wait_for_an_imap_feeder(void **state)
+{
+    (void)state;
+    gh_test_run(1, pf_main, NULL);
+    gh_test_run(2, pf_main, NULL);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_queue_million_items_8x8_on_2_hubs),
     cmocka_unit_test(test_plain_thread_timed_wait_keeps_what_it_was_handed),
     cmocka_unit_test(test_imap_copies_its_arguments),
+    cmocka_unit_test(test_pool_join_and_free_wait_for_an_imap_feeder),
     cmocka_unit_test(test_queue_million_items_8x8_on_4_hubs),
     cmocka_unit_test(test_queue_close_drains_then_epipe_and_wakes_waiters),
     cmocka_unit_test(test_queue_waiters_fifo_and_direct_handoff),

@@ -174,7 +174,11 @@ GH_API int gh_pool_spawn(gh_pool *pool, gh_fn fn, void *arg);
 /* gh_pool_spawn waiting at most timeout_ms for room (0 = only if free). */
 GH_API int gh_pool_spawn_timeout(gh_pool *pool, gh_fn fn, void *arg,
                                  int64_t timeout_ms);
-/* As gh_group_join / gh_group_kill / gh_group_size / gh_group_free. */
+/* As gh_group_join / gh_group_kill / gh_group_size / gh_group_free.  An
+ * imap on the pool counts as running until its feeder has spawned its
+ * last call (or gh_imap_free stopped it): gh_pool_join waits for that too,
+ * and gh_pool_free returns EBUSY meanwhile.  gh_pool_kill kills the calls
+ * running now, not the feeder: stop that with gh_imap_free. */
 GH_API int gh_pool_join(gh_pool *pool, int64_t timeout_ms);
 GH_API int gh_pool_kill(gh_pool *pool);
 GH_API size_t gh_pool_running(gh_pool *pool);
