@@ -16,6 +16,11 @@
  *     (static, on the stack, inside a struct), like pthread_mutex_t;
  *     gh_queue, gh_group, gh_pool and gh_imap are opaque handles from
  *     _new, released with _free.
+ *   - _destroy and _free say EBUSY while anyone is queued on the primitive.
+ *     As with pthreads, destroy it only once every call on it has
+ *     returned: a waiter that is on its way out of a timed-out or
+ *     cancelled wait is no longer queued, yet still takes the primitive's
+ *     lock once more, so EBUSY does not catch that case (a known gap).
  *
  * gh_event (a flag waiters wait for) is in greenhub/event.h. */
 #ifndef GREENHUB_SYNC_H
