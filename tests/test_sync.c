@@ -1165,8 +1165,12 @@ static void pl_reset(void)
 }
 
 /* ---- a pool of K runs at most K at once, and K do run at once ------------
- * ... also in the second half of the run: a pool that returned slots late
- * (say, only when it empties) would run K at first, then fewer. */
+ * ... also in the second half of the run: a pool that lost a slot now and
+ * then would run K at first, then fewer.  A task
+ * stays until K are in (or fewer than K are left to come), so that "K at
+ * once" does not depend on how fast the spawner runs: under TSan on a busy
+ * machine a fixed 3 ms sleep was once shorter than five spawns.  Bounded by
+ * 2 s, so a pool that never lets K in fails on the count, not by hanging. */
 
 enum { POOL_K = 5, POOL_TASKS = 60 };
 static _Atomic int pl_max_late;
@@ -1180,7 +1184,10 @@ static void *pl_task(void *arg)
         while (c > m && !atomic_compare_exchange_weak(&pl_max_late, &m, c))
             ;
     }
-    gh_sleep_ms(3);
+    for (int t = 0; t < 2000 && atomic_load(&pl_cur) < POOL_K &&
+                    POOL_TASKS - atomic_load(&pl_done) >= POOL_K; t++)
+        gh_sleep_ms(1);
+    gh_sleep_ms(1);
     pl_leave();
     return NULL;
 }
