@@ -326,6 +326,9 @@ static void *imap_feed(void *p)
         }
         i++;
     }
+    /* Before gh_imap_free can return: a pool_free right after it must not
+     * see this feeder still counted.  The pool is alive until this call. */
+    group_feeder_done(&it->pool->grp);
     gh__spin_lock(&it->lock);
     it->started = i;
     it->fed = true;
@@ -334,7 +337,6 @@ static void *imap_feed(void *p)
     gh__waiters_wake_all(&it->readers, GH_WAKE_EVENT);
     gh__waiters_wake_all(&it->freers, GH_WAKE_EVENT);
     gh__spin_unlock(&it->lock);
-    group_feeder_done(&it->pool->grp);   /* the pool is alive until then */
     imap_unref(it);
     return NULL;
 }
