@@ -868,11 +868,15 @@ static gh_greenlet *find_runnable(struct gh__hub *h)
         /* 6. steal from other hubs. */
         if ((g = steal_work(h)))
             goto found;
-        /* 7. while searching, spin a little: work may appear without a
+        /* 7. idle: trim a batch of the stacks released while busy (see
+         * "Caching" in stack.c), then look again. */
+        if (gh__stack_trim_idle(h))
+            continue;
+        /* 8. while searching, spin a little: work may appear without a
          * wakeup (see SPIN_NS). */
         if (h->searching && spin_for_work(h))
             continue;
-        /* 8. sleep in epoll until something happens. */
+        /* 9. sleep in epoll until something happens. */
         hub_sleep(h);
         continue;
     found:

@@ -8,6 +8,7 @@
 #include "greenhub.h"
 #include "deque.h"
 #include "context.h"
+#include "stack_cache.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -221,6 +222,7 @@ struct gh__timer_ent {
 
 struct gh__stats_cells {             /* written by the owner hub, relaxed */
     _Atomic uint64_t switches, steals, parks, sleeps, wakeups;
+    _Atomic uint64_t stacks_trimmed;
     _Atomic uint64_t woke;           /* back from a sleep; release store
                                       * (read before sleeps: see
                                       * gh_stats_hubs) */
@@ -380,6 +382,10 @@ int gh__stack_alloc(struct gh__hub *h, size_t size, struct gh__ctx *ctx,
 void gh__stack_free(struct gh__hub *h, struct gh__ctx *ctx, int kind);
 void gh__stack_check_canary(const gh_greenlet *g);
 int gh__stack_hub_init(struct gh__hub *h);
+/* Hub thread, with nothing to run: trims up to a batch of the stacks
+ * released while it was busy.  True if it trimmed any (look for work
+ * again before trimming more). */
+bool gh__stack_trim_idle(struct gh__hub *h);
 void gh__stack_hub_destroy(struct gh__hub *h);
 void gh__overflow_handler_install(void);
 void gh__overflow_handler_remove(void);
@@ -397,10 +403,15 @@ void gh__io_hub_requests(struct gh__hub *h); /* from the hub's uv_async */
 void gh__io_runtime_start(void);
 
 /* Stats: single-writer counters; a relaxed load+store, never a lock. */
+static inline void gh__stat_add(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
 static inline void gh__stat_inc(_Atomic uint64_t *c)
 {
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
+    gh__stat_add(c, 1);
 }
 
 #endif

@@ -333,6 +333,7 @@ int gh_stats_hubs(gh_hub_stats *out, unsigned max)
             .greenlets = alive > 0 ? (uint64_t)alive : 0,
             .sleeps = sleeps,
             .wakeups = atomic_load_explicit(&h->st.wakeups, memory_order_relaxed),
+            .stacks_trimmed = atomic_load_explicit(&h->st.stacks_trimmed, memory_order_relaxed),
             .woke = woke,
             .sleeping = sleeps > woke,
         };

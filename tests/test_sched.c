@@ -2,6 +2,7 @@
  * joining, killing, idling, errno across migration, bad input,
  * hub wakeups (one per unit of work, a chain for a burst). */
 #include "gh_test.h"
+#include "stack_cache.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -1150,6 +1151,67 @@ static void test_pinned_wakeup_while_its_hub_falls_asleep_is_not_lost(void **sta
     unsetenv("GREENHUB_SPIN_US");
 }
 
+/* ---- stacks are trimmed when the hub is idle, not while it is busy ---------
+ * With more than one hub, giving a stack's pages back (MADV_DONTNEED) is a
+ * TLB shootdown on every other CPU, so a busy hub defers it (stack.c,
+ * "Caching").  One hub, a burst of greenlets ending together: the first
+ * HOT_MAX stacks stay cached, the next DIRTY_MAX wait untrimmed, only the
+ * rest are trimmed while the hub is busy; once it is idle it trims exactly
+ * the DIRTY_MAX that waited. */
+
+enum { TT_EXTRA = 100, TT_N = GH_STACK_HOT_MAX + GH_STACK_DIRTY_MAX + TT_EXTRA };
+static gh_event tt_gate;
+
+static void *tt_waiter(void *arg)
+{
+    volatile char touch[8192];   /* dirty a couple of stack pages */
+    for (size_t i = 0; i < sizeof touch; i += 512)
+        touch[i] = (char)i;
+    gh_event_wait(&tt_gate, -1);
+    return arg;
+}
+
+static uint64_t tt_trimmed(void)
+{
+    gh_hub_stats st;
+    assert_int_equal(gh_stats_hubs(&st, 1), 1);
+    return st.stacks_trimmed;
+}
+
+static void *tt_main(void *arg)
+{
+    (void)arg;
+    static gh_greenlet *g[TT_N];
+    assert_int_equal(gh_event_init(&tt_gate), 0);
+    for (int i = 0; i < TT_N; i++)
+        assert_non_null(g[i] = gh_spawn(tt_waiter, NULL));
+    gh_sleep_ms(20);             /* all park; the idle hub trims leftovers */
+    uint64_t t0 = tt_trimmed();
+    assert_int_equal(gh_event_set(&tt_gate), 0);
+    for (int i = 0; i < TT_N; i++)
+        assert_int_equal(gh_join(g[i], NULL), 0);
+    uint64_t t1 = tt_trimmed();  /* no idle moment since t0: one hub, all
+                                  * of them runnable until the last join */
+    gh_sleep_ms(50);
+    uint64_t t2 = tt_trimmed();
+    /* Busy: only what found neither cache nor room to wait (the hot cache
+     * may have held up to HOT_MAX stacks before the burst). */
+    if (t1 - t0 < TT_EXTRA || t1 - t0 > TT_EXTRA + GH_STACK_HOT_MAX)
+        fail_msg("trimmed %llu stacks while busy, expected %d..%d",
+                 (unsigned long long)(t1 - t0), TT_EXTRA, TT_EXTRA + GH_STACK_HOT_MAX);
+    assert_int_equal(t2 - t1, GH_STACK_DIRTY_MAX);
+    assert_int_equal(gh_event_destroy(&tt_gate), 0);
+    return NULL;
+}
+
+static void test_stacks_are_trimmed_when_the_hub_is_idle(void **state)
+{
+    (void)state;
+    if (getenv("GREENHUB_HUBS"))
+        skip();
+    gh_test_run(1, tt_main, NULL);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_100k_greenlets_run_once_on_both_hubs),
     cmocka_unit_test(test_hub_threads_pinned_to_one_core_each),
@@ -1171,5 +1233,6 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_burst_of_work_wakes_hubs_one_by_one_until_all_busy),
     cmocka_unit_test(test_timer_due_as_hub_falls_asleep_is_not_lost),
     cmocka_unit_test(test_pinned_wakeup_while_its_hub_falls_asleep_is_not_lost),
+    cmocka_unit_test(test_stacks_are_trimmed_when_the_hub_is_idle),
 };
 GH_TEST_MAIN(tests)

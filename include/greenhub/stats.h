@@ -31,6 +31,9 @@ typedef struct gh_hub_stats {      /* one hub; counters are totals since start *
                                     * its own timer or I/O */
     int sleeping;                  /* now: 1 while the hub sleeps in epoll
                                     * (it found no work to run), else 0 */
+    uint64_t stacks_trimmed;       /* stacks of ended greenlets whose pages
+                                    * this hub gave back to the kernel; a
+                                    * busy hub defers that until it is idle */
 } gh_hub_stats;
 
 /* Fills out[0..max) with the hubs of the running runtime and returns the
