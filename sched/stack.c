@@ -37,7 +37,7 @@
  * hub every MADV_DONTNEED is a TLB shootdown, an interrupt on every other
  * CPU running the process.  Measured on 2 vCPUs, 4,000 greenlets alive at
  * once (bench_cpu): trimming at once cost a quarter of the throughput of
- * 2 hubs (1.63x the 1-hub figure; 1.95x with DIRTY_MAX 2048).  Free stacks
+ * 2 hubs (1.58-1.67x the 1-hub figure; 1.88-2.05x with this).  Free stacks
  * are remembered by address; the low bit of an entry marks a
  * canary-guarded stack. */
 #include "internal.h"
