@@ -117,10 +117,15 @@ enum { STEAL_ROUNDS = 2 };
  * without a wakeup.  Measured: sleeps per run fell from ~1,168 to ~400
  * with the spin alone, and to 2 together with local_share(); an idle
  * runtime still uses ~0.0002 s of CPU per second (tests/test_sched.c).
- * GREENHUB_SPIN_US overrides it (rt->spin_ns): on a many-core machine an
- * I/O-bound server's hubs get their work from their own epoll, and the spin
- * is then CPU spent for nothing (see the note on issue 3). */
-enum { SPIN_NS = 50 * 1000 };
+ * It was 50 us; now 10.  On a 16-core machine the 50 us spin cost an
+ * I/O-bound echo server 3.0-3.3 cores where 10 us used 2.3-2.6 (Go: ~2)
+ * for the same throughput, and the CPU-bound benchmark did not move.  On
+ * 2 cores, after stack trimming stopped costing TLB shootdowns (stack.c),
+ * 10 and 50 us measure the same on core scaling, skynet, the contended
+ * mutex and cross-hub ping-pong (2.4 us a round trip; with no spin 27 us:
+ * every hand-over then wakes a sleeping hub).  GREENHUB_SPIN_US overrides
+ * it (rt->spin_ns). */
+enum { SPIN_NS = 10 * 1000 };
 const uint64_t gh__spin_ns_default = SPIN_NS;
 
 struct gh__runtime *gh__rt;

@@ -66,7 +66,7 @@ typedef void *(*gh_fn)(void *arg);
  * GREENHUB_STACK_SIZE=bytes, GREENHUB_PIN=0 (do not pin) or 1.
  * GREENHUB_GUARD=madvise|mprotect|canary forces a stack guard mode (see
  * gh_stack_guard_mode).  GREENHUB_SPIN_US=N (tuning): how long an idle hub
- * keeps looking for work to steal before it sleeps, default 50; 0 sleeps at
+ * keeps looking for work to steal before it sleeps, default 10; 0 sleeps at
  * once.  Spinning saves CPU-bound work a ~12 us cross-core wakeup; a
  * many-core I/O-bound server, whose hubs get their work from their own
  * epoll, may spend less CPU with a shorter spin. */
