@@ -58,14 +58,7 @@ if (( $(ulimit -n) < max_conns + 64 )); then
     exit 1
 fi
 
-if ((build)); then
-    tools/deps.sh --bench
-    echo "== building greenhub (Release, -O2), the echo programs and the peers"
-    cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS_RELEASE=-O2 \
-          -DGREENHUB_TESTS=OFF >/dev/null
-    cmake --build build-bench -j"$(nproc)" >/dev/null
-    bench/peers/build.sh build-bench/peers >/dev/null
-fi
+if ((build)); then bench/build.sh; fi
 B=build-bench/bench P=build-bench/peers
 ncpu=$(nproc)
 tmp=$(mktemp -d)

@@ -31,14 +31,7 @@ while [[ $# -gt 0 ]]; do
     shift
 done
 
-if ((build)); then
-    tools/deps.sh --bench
-    echo "== building greenhub (Release, -O2) and the peers"
-    cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS_RELEASE=-O2 \
-          -DGREENHUB_TESTS=OFF >/dev/null
-    cmake --build build-bench -j"$(nproc)" >/dev/null
-    bench/peers/build.sh build-bench/peers >/dev/null
-fi
+if ((build)); then bench/build.sh; fi
 B=build-bench/bench P=build-bench/peers
 mkdir -p bench/results
 md=bench/results/latest.md csv=bench/results/latest.csv
