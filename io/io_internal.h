@@ -13,13 +13,25 @@
 
 #include "../sched/internal.h"
 
+/* A plain thread waiting in poll(2) on an fd (poll.c): gh_close wakes
+ * it through its eventfd, since Linux does not end a poll on an fd that
+ * another thread closes. */
+struct gh__fd_twait {
+    struct gh__fd_twait *next, *prev;   /* under the fdstate's lock */
+    int efd;                            /* the thread's eventfd */
+    _Atomic bool closed;                /* set by gh_close, under the lock;
+                                         * then tw is off the list */
+};
+
 /* Process-wide state of one fd number. */
 struct gh__fdstate {
-    atomic_flag lock;          /* protects closing, epoch, hubmask writes */
+    atomic_flag lock;          /* protects closing, epoch, hubmask writes,
+                                * twaiters */
     _Atomic bool closing;      /* a gh_close is retiring the watches */
     _Atomic unsigned char nb;  /* 1: known O_NONBLOCK (reset by gh_close) */
     _Atomic uint32_t epoch;    /* runtime run the hubmask belongs to */
     _Atomic uint64_t hubmask;  /* bit i % 64: hub i may watch this fd */
+    struct gh__fd_twait *twaiters;   /* plain threads in poll(2) on it */
 };
 
 /* A hub's io state (h->io), allocated with the hub.  Owner: that hub's

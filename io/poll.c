@@ -31,7 +31,8 @@
  *   A hub's watch on fd must be gone before close(2) frees the number:
  *   libuv keeps a watcher per fd per loop, and a new fd with the same
  *   number would be mistaken for the old one (never reported ready).  So:
- *     1. under the fd's lock: closing = true, read the hub mask;
+ *     1. under the fd's lock: closing = true, wake the plain threads that
+ *        wait on fd (see "plain threads" below), read the hub mask;
  *     2. retire the watch on every hub in the mask: on its own hub directly,
  *        elsewhere by a request the hub serves from its uv_async callback;
  *        retiring wakes every registered greenlet with reason CLOSED
@@ -48,7 +49,9 @@
 #include <limits.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 struct gh__fdreg {
@@ -251,31 +254,154 @@ static short poll_events(int events)
     return (short)(((events & GH_READ) ? POLLIN : 0) | ((events & GH_WRITE) ? POLLOUT : 0));
 }
 
-/* A plain thread (or a zero timeout): poll(2), within the deadline
- * scope. */
-static int wait_thread(int fd, int events, int64_t timeout_ms)
+/* ---- plain threads: poll(2), and gh_close wakes them ------------------------
+ * Linux does not end a poll(2) on an fd that another thread closes, so a
+ * plain thread that waits on fd also polls its own eventfd, registered in
+ * fd's state (gh__fd_twait) for the wait; gh_close marks every registered
+ * waiter closed and writes its eventfd, under the fd's lock, before
+ * close(2).  Under that lock the waiter is still registered, so its
+ * eventfd is still open.  A count left from a close that raced with the
+ * end of an earlier wait is drained and ignored (`closed` decides).
+ * Without an eventfd (none could be made) the wait is poll(2) alone. */
+
+static pthread_key_t efd_key;        /* destructor closes the thread's eventfd */
+static bool efd_key_ok;
+static pthread_once_t efd_once = PTHREAD_ONCE_INIT;
+static __thread int t_efd = -1;      /* plain threads only: never migrates */
+
+static void efd_close(void *v)
 {
-    bool by_scope;
-    uint64_t at = timeout_ms ? gh__scope_deadline(timeout_ms, &by_scope) : 0;
-    struct pollfd pfd = { .fd = fd, .events = poll_events(events) };
+    close((int)(intptr_t)v - 1);     /* stored + 1: NULL means none */
+}
+
+static void efd_key_make(void)
+{
+    efd_key_ok = pthread_key_create(&efd_key, efd_close) == 0;
+}
+
+/* The calling thread's eventfd, made on first use; -1 if none can be. */
+static int thread_efd(void)
+{
+    if (t_efd >= 0)
+        return t_efd;
+    pthread_once(&efd_once, efd_key_make);
+    if (!efd_key_ok)
+        return -1;
+    int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fd < 0)
+        return -1;
+    if (pthread_setspecific(efd_key, (void *)(intptr_t)(fd + 1)) != 0) {
+        close(fd);
+        return -1;
+    }
+    return t_efd = fd;
+}
+
+/* Registers tw on st.  False (nothing registered) if a gh_close of the fd
+ * is under way. */
+static bool twait_add(struct gh__fdstate *st, struct gh__fd_twait *tw)
+{
+    gh__spin_lock(&st->lock);
+    bool closing = atomic_load_explicit(&st->closing, memory_order_relaxed);
+    if (!closing) {
+        tw->prev = NULL;
+        tw->next = st->twaiters;
+        if (tw->next)
+            tw->next->prev = tw;
+        st->twaiters = tw;
+    }
+    gh__spin_unlock(&st->lock);
+    return !closing;
+}
+
+static void twait_unlink(struct gh__fdstate *st, struct gh__fd_twait *tw)
+{
+    if (tw->prev)
+        tw->prev->next = tw->next;
+    else
+        st->twaiters = tw->next;
+    if (tw->next)
+        tw->next->prev = tw->prev;
+}
+
+static void twait_remove(struct gh__fdstate *st, struct gh__fd_twait *tw)
+{
+    gh__spin_lock(&st->lock);
+    if (!atomic_load_explicit(&tw->closed, memory_order_relaxed))
+        twait_unlink(st, tw);   /* else gh_close took it off */
+    gh__spin_unlock(&st->lock);
+}
+
+/* gh_close, under st->lock: wakes every plain thread waiting on the fd. */
+static void twaiters_wake(struct gh__fdstate *st)
+{
+    for (struct gh__fd_twait *tw = st->twaiters; tw; tw = tw->next) {
+        atomic_store_explicit(&tw->closed, true, memory_order_release);
+        uint64_t one = 1;
+        /* Cannot fail but by a counter at its maximum: then it is readable. */
+        ssize_t w = write(tw->efd, &one, sizeof one);
+        (void)w;
+    }
+    st->twaiters = NULL;
+}
+
+/* poll(2)'s timeout for a wait ending at `at` (0: none). */
+static int poll_ms(int64_t timeout_ms, uint64_t at)
+{
+    if (timeout_ms == 0)
+        return 0;
+    if (!at)
+        return -1;
+    uint64_t now = gh__now_ns();
+    uint64_t left = at > now ? at - now : 0;
+    uint64_t lms = (left + 999999) / 1000000;   /* never early */
+    return lms > INT_MAX ? INT_MAX : (int)lms;
+}
+
+/* The poll(2) loop; pfd[1] (if n == 2) is tw's eventfd.  A count in it
+ * that is not for this wait (the close of an earlier wait's fd, racing
+ * with that wait's end) is drained and the loop goes on. */
+static int poll_loop(struct pollfd *pfd, nfds_t n, struct gh__fd_twait *tw,
+                     int64_t timeout_ms, uint64_t at)
+{
     for (;;) {
-        int ms = -1;
-        if (timeout_ms == 0) {
-            ms = 0;
-        } else if (at) {
-            uint64_t now = gh__now_ns();
-            uint64_t left = at > now ? at - now : 0;
-            uint64_t lms = (left + 999999) / 1000000;   /* never early */
-            ms = lms > INT_MAX ? INT_MAX : (int)lms;
+        int ms = poll_ms(timeout_ms, at);
+        int r = poll(pfd, n, ms);
+        if (r > 0 && n == 2 && pfd[1].revents) {   /* drained, whoever wrote */
+            uint64_t c;
+            ssize_t got = read(pfd[1].fd, &c, sizeof c);
+            (void)got;
         }
-        int r = poll(&pfd, 1, ms);
-        if (r > 0)
-            return (pfd.revents & POLLNVAL) ? EBADF : 0;
+        if (n == 2 && atomic_load_explicit(&tw->closed, memory_order_acquire))
+            return EBADF;   /* before pfd[0]: its number may be reused */
+        if (r > 0 && pfd[0].revents)
+            return (pfd[0].revents & POLLNVAL) ? EBADF : 0;
         if (r < 0 && errno != EINTR)
             return errno;
         if (r == 0 && ms == 0)
             return ETIMEDOUT;   /* the call's timeout or the scope's */
     }
+}
+
+/* A plain thread (or a zero timeout): poll(2), within the deadline
+ * scope; a gh_close of fd ends it with EBADF. */
+static int wait_thread(int fd, int events, int64_t timeout_ms)
+{
+    bool by_scope;
+    uint64_t at = timeout_ms ? gh__scope_deadline(timeout_ms, &by_scope) : 0;
+    struct gh__fd_twait tw = { .efd = -1 };
+    struct gh__fdstate *st = NULL;
+    if (timeout_ms != 0 && (tw.efd = thread_efd()) >= 0 &&
+        (st = gh__fdstate_get(fd)) && !twait_add(st, &tw))
+        return EBADF;   /* being closed by another thread */
+    struct pollfd pfd[2] = {
+        { .fd = fd, .events = poll_events(events) },
+        { .fd = tw.efd, .events = POLLIN },
+    };
+    int err = poll_loop(pfd, st ? 2 : 1, &tw, timeout_ms, at);
+    if (st)
+        twait_remove(st, &tw);
+    return err;
 }
 
 /* A greenlet on hub h: registers on h's watch and parks. */
@@ -434,6 +560,7 @@ int gh_close(int fd)
         return -1;
     }
     atomic_store_explicit(&st->closing, true, memory_order_relaxed);
+    twaiters_wake(st);
     /* Forget O_NONBLOCK now, not after close(2): a blocking fd that gets
      * the number in between must not be taken for non-blocking. */
     atomic_store_explicit(&st->nb, 0, memory_order_relaxed);

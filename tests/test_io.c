@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -532,6 +533,86 @@ static void test_mirrors_block_a_plain_thread(void **state)
     assert_int_equal((intptr_t)w, 4);
     assert_int_equal(gh_close(sv[0]), 0);
     assert_int_equal(gh_close(sv[1]), 0);
+}
+
+/* ---- gh_close wakes a plain thread blocked on the fd ------------------------------- */
+
+struct tclose {
+    int fd, other;          /* waits on fd; then on other, which stays quiet */
+    bool by_read;           /* gh_read instead of gh_wait_fd */
+    _Atomic int started;
+    int err, err_after;     /* the wait's result; the next wait's */
+};
+
+static void *thread_blocks_on_fd(void *arg)
+{
+    struct tclose *t = arg;
+    atomic_store(&t->started, 1);
+    if (t->by_read) {
+        char b[4];
+        ssize_t r = gh_read(t->fd, b, sizeof b);
+        t->err = r < 0 ? errno : 0;
+    } else {
+        t->err = gh_wait_fd(t->fd, GH_READ, -1);
+    }
+    /* What the close left behind must not end the thread's next wait. */
+    t->err_after = gh_wait_fd(t->other, GH_READ, 50);
+    return NULL;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
+    nanosleep(&ts, NULL);
+}
+
+/* A plain thread blocks on sv[0]; the caller (a plain thread or a
+ * greenlet) closes it once the thread is surely in poll(2), then gives
+ * the number to a new, readable socket.  The thread must come back with
+ * EBADF, not hang (Linux does not end a poll on an fd another thread
+ * closes) and not take the new socket's readiness for its own. */
+static void close_under_a_blocked_thread(bool by_read)
+{
+    int sv[2], quiet[2], again[2];
+    pair(sv);
+    pair(quiet);
+    struct tclose t = { .fd = sv[0], .other = quiet[0], .by_read = by_read, .err = -1 };
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, thread_blocks_on_fd, &t), 0);
+    while (!atomic_load(&t.started))
+        sleep_ms(1);
+    sleep_ms(100);   /* into poll(2): nothing else would wake it */
+    assert_int_equal(gh_close(sv[0]), 0);
+    pair(again);     /* most likely takes sv[0]'s number */
+    assert_int_equal(write(again[1], "x", 1), 1);
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 10;
+    int j = pthread_timedjoin_np(th, NULL, &dl);
+    if (j == ETIMEDOUT)
+        fail_msg("the plain thread is still blocked 10 s after gh_close of its fd");
+    assert_int_equal(j, 0);
+    assert_int_equal(t.err, EBADF);
+    assert_int_equal(t.err_after, ETIMEDOUT);
+    int fds[] = { sv[1], quiet[0], quiet[1], again[0], again[1] };
+    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+        assert_int_equal(gh_close(fds[i]), 0);
+}
+
+static void *close_from_a_greenlet(void *arg)
+{
+    (void)arg;
+    close_under_a_blocked_thread(false);
+    close_under_a_blocked_thread(true);
+    return NULL;
+}
+
+static void test_close_wakes_a_plain_thread_blocked_on_the_fd(void **state)
+{
+    (void)state;
+    close_under_a_blocked_thread(false);          /* closer: a plain thread */
+    close_under_a_blocked_thread(true);
+    gh_test_run(2, close_from_a_greenlet, NULL);  /* closer: a greenlet */
 }
 
 /* ---- gh_blocking and gh_getaddrinfo -------------------------------------------- */
@@ -1275,6 +1356,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_error_paths_get_the_calls_errno),
     cmocka_unit_test(test_dial_times_out_against_a_full_listener),
     cmocka_unit_test(test_mirrors_block_a_plain_thread),
+    cmocka_unit_test(test_close_wakes_a_plain_thread_blocked_on_the_fd),
     cmocka_unit_test(test_blocking_runs_off_the_hub_while_it_runs_others),
     cmocka_unit_test(test_getaddrinfo_resolves_and_fails_cleanly),
     cmocka_unit_test(test_signal_wait_wakes_every_waiter_times_out_and_cancels),

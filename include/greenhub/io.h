@@ -33,8 +33,11 @@
  * library's back leaves a stale watch and a stale "non-blocking" note: a
  * new descriptor that reuses the number may then never report readiness,
  * or block its hub.  Every descriptor given to a green call must be closed
- * with gh_close.)  A plain thread blocked in a green call is not woken by
- * gh_close: only greenlets are. */
+ * with gh_close.)  A plain thread blocked in a green call on the
+ * descriptor is woken the same way (EBADF); one that starts to wait while
+ * a gh_close of it is under way gets EBADF at once.  (Each such thread
+ * keeps one eventfd for this, closed when the thread exits; if none can
+ * be made, its waits are plain poll(2), which a close does not end.) */
 #ifndef GREENHUB_IO_H
 #define GREENHUB_IO_H
 
