@@ -1,7 +1,10 @@
 /* sched/event.c — gh_event: set wakes every waiter; stays set until cleared.
  *
  * Built on the one park mechanism (park.c): waiters queue a gh__waiter
- * under ev->lock and park; gh_event_set wakes them under that lock. */
+ * under ev->lock and park; gh_event_set wakes them under that lock.  A
+ * waiter leaves the list only when set wins its claim, or by itself under
+ * ev->lock, so gh_event_destroy (which looks under ev->lock) says EBUSY
+ * until every waiter has let go of ev. */
 #include "internal.h"
 
 #include <errno.h>
@@ -68,9 +71,13 @@ int gh_event_wait(gh_event *ev, int64_t timeout_ms)
         gh__waiter_fini(&w);
         return 0;
     }
-    int r = gh__wait_on(&ev->waiters, &ev->lock, &w, timeout_ms, false);
-    if (r == GH_WAKE_TIMEOUT && atomic_load(&ev->set))
-        r = GH_WAKE_EVENT;
+    int r = gh__wait_on_relock(&ev->waiters, &ev->lock, &w, timeout_ms);
+    if (r != GH_WAKE_EVENT) {
+        /* Under ev->lock: once we let go of it, ev may be destroyed. */
+        if (r == GH_WAKE_TIMEOUT && atomic_load_explicit(&ev->set, memory_order_relaxed))
+            r = GH_WAKE_EVENT;   /* set as the timer fired: no timeout */
+        gh__spin_unlock(&ev->lock);
+    }
     gh__waiter_fini(&w);
     return gh__reason_errno(r);
 }

@@ -13,7 +13,13 @@
  *
  * Freeing.  A member's last touch of its group is the unlock in
  * gh__group_leave, and _free takes that lock before it looks at the count:
- * a group can be freed the moment a join returns. */
+ * a group can be freed the moment a join returns.  A joiner leaves
+ * `joiners` only when a wake wins its claim or by itself under the lock
+ * (park.c), so _free says EBUSY while a join that timed out or was
+ * cancelled may still take the lock; a pool's spawners are covered the
+ * same way by gh_sem_destroy on its permits.  An imap's readers and
+ * freers need no such check: the iterator is reference-counted, and its
+ * caller's reference is dropped only by gh_imap_free. */
 #include "internal.h"
 
 #include <errno.h>

@@ -144,7 +144,9 @@ struct gh_greenlet {
 /* ---- waiting -------------------------------------------------------------
  * A waiter is what a primitive queues: a greenlet (g, gen) or a plain thread
  * (tp).  It lives on the waiting side's stack; a waker must use it only
- * while holding the primitive's lock (see park.c). */
+ * while holding the primitive's lock (see park.c).  It leaves the list
+ * only by the waker that won its claim or by itself, under the lock: a
+ * waiter that may still take the lock is on the list. */
 struct gh__tparker {
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -179,16 +181,20 @@ void gh__waiter_init(struct gh__waiter *w, gh_greenlet *self,
                      struct gh__tparker *tp);
 void gh__waiter_arm(struct gh__waiter *w);
 /* A primitive's list of waiters, oldest first (caller holds the
- * primitive's lock): append, put back at the front, unlink, take the
- * oldest. */
+ * primitive's lock): append, put back at the front, unlink (only the
+ * waiter itself: wakers go through gh__waiters_claim). */
 void gh__waiters_push(struct gh__waiter **head, struct gh__waiter *w);
 void gh__waiters_push_front(struct gh__waiter **head, struct gh__waiter *w);
 void gh__waiters_unlink(struct gh__waiter **head, struct gh__waiter *w);
-struct gh__waiter *gh__waiters_pop(struct gh__waiter **head);
-/* Unlinks waiters oldest first until one's claim is won with `reason`;
- * returns that one (its caller may hand it something), NULL if none. */
-struct gh__waiter *gh__waiters_wake_one(struct gh__waiter **head, int reason);
-/* Unlinks and wakes every waiter with `reason`. */
+/* The one way a waker takes waiters off a list (caller holds the lock):
+ * claims them oldest first with `reason` until `max` are won, calling
+ * prep(w, arg) on each right before its claim; a waiter whose claim is
+ * lost stays queued (it unlinks itself: see park.c).  Returns the number
+ * won; the winners are woken and must not be touched again. */
+size_t gh__waiters_claim(struct gh__waiter **head, size_t max, int reason,
+                         void (*prep)(struct gh__waiter *, void *), void *arg);
+/* gh__waiters_claim of one, of all, with no prep; wake_one: true if won. */
+bool gh__waiters_wake_one(struct gh__waiter **head, int reason);
 void gh__waiters_wake_all(struct gh__waiter **head, int reason);
 /* For waits that may wait more than once (a primitive woken to compete):
  * the absolute end (ns) of a wait of timeout_ms (0 for -1: none), and what
@@ -197,6 +203,16 @@ uint64_t gh__wait_end(int64_t timeout_ms);
 int64_t gh__ms_left(uint64_t end);
 int gh__wait_on(struct gh__waiter **list, atomic_flag *lock,
                 struct gh__waiter *w, int64_t timeout_ms, bool front);
+/* gh__wait_on (at the back), but a wait that ends other than by a waker
+ * returns with `lock` held, w unlinked: the caller looks, then unlocks. */
+int gh__wait_on_relock(struct gh__waiter **list, atomic_flag *lock,
+                       struct gh__waiter *w, int64_t timeout_ms);
+/* Waiters the GREENHUB_TEST_WAIT_EXIT_DELAY_US hook has held (tests). */
+extern _Atomic unsigned long gh__test_wait_exit_holds;
+/* After a wait that ended other than by a waker: takes `lock` back and
+ * unlinks w if still queued; returns with `lock` held. */
+void gh__waiter_leave(struct gh__waiter **list, atomic_flag *lock,
+                      struct gh__waiter *w);
 int gh__wait_on_uninterruptible(struct gh__waiter **list, atomic_flag *lock,
                                 struct gh__waiter *w, bool front);
 void gh__waiter_fini(struct gh__waiter *w);
@@ -308,6 +324,7 @@ struct gh__runtime {
 
     uint64_t spin_ns;              /* GREENHUB_SPIN_US, default below */
     uint64_t test_sleep_delay_ns;  /* GREENHUB_TEST_SLEEP_DELAY_US; 0 outside tests */
+    uint64_t test_wait_exit_delay_ns; /* GREENHUB_TEST_WAIT_EXIT_DELAY_US (park.c) */
 
     _Alignas(GH_CACHELINE) _Atomic int stopping;
     _Atomic uint64_t id_counter;

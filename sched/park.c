@@ -21,8 +21,12 @@
  *
  * Waiters on primitives are either greenlets (g, gen) or plain threads
  * (a mutex/condvar "thread parker").  A waiter lives on the waiting side's
- * stack, so a waker touches it only while it holds the primitive's lock,
- * and the waiting side unlinks itself under that lock before returning.
+ * stack, so a waker touches it only while it holds the primitive's lock.
+ * A waiter leaves the primitive's list only by the waker that won its
+ * claim, or by itself, under the lock, on its way out (gh__waiters_claim):
+ * so while anyone may still take the primitive's lock for a wait, it is
+ * on the list, and _destroy / _free, which look at the list under the
+ * lock, say EBUSY.
  *
  *     waiter (greenlet)                    waker (any hub or thread)
  *     gen = gh__wait_open(self)
@@ -31,6 +35,15 @@
  *       [off stack; hub unlocks prim]      gh__waiter_wake(w) -> CAS wins
  *     resumes on some hub                   -> gh__unpark(g) -> enqueue
  *                                          unlock(prim)
+ *
+ *   and when the timer (or gh_kill) wins the claim first:
+ *
+ *     timer: CAS wins, gh__unpark(g)
+ *     resumes on some hub                  lock(prim); unlink w
+ *                                          gh__waiter_wake(w) -> CAS lost
+ *                                          link w again; unlock(prim)
+ *     lock(prim); unlink w  <-- w linked all along: destroy says EBUSY
+ *     unlock(prim); return ETIMEDOUT       destroy(prim) -> 0 from here on
  */
 #include "internal.h"
 
@@ -329,7 +342,8 @@ void gh__waiters_unlink(struct gh__waiter **head, struct gh__waiter *w)
     w->linked = false;
 }
 
-struct gh__waiter *gh__waiters_pop(struct gh__waiter **head)
+/* Takes the oldest waiter off; only gh__waiters_claim may (see there). */
+static struct gh__waiter *waiters_pop(struct gh__waiter **head)
 {
     struct gh__waiter *w = *head;
     if (w)
@@ -337,20 +351,62 @@ struct gh__waiter *gh__waiters_pop(struct gh__waiter **head)
     return w;
 }
 
-struct gh__waiter *gh__waiters_wake_one(struct gh__waiter **head, int reason)
+/* Caller holds the lock: puts `front` (a list of waiters, oldest first)
+ * before every waiter of *head. */
+static void waiters_splice_front(struct gh__waiter **head, struct gh__waiter *front)
 {
-    struct gh__waiter *w;
-    while ((w = gh__waiters_pop(head)))
+    struct gh__waiter *h = *head;
+    if (!front)
+        return;
+    if (h) {
+        struct gh__waiter *front_tail = front->prev;
+        front_tail->next = h;
+        front->prev = h->prev;   /* the tail of the whole list */
+        h->prev = front_tail;
+    }
+    *head = front;
+}
+
+/* The one way a waker takes waiters off a list.  Caller holds the
+ * primitive's lock.  Claims waiters oldest first with `reason` until `max`
+ * claims are won or every waiter was tried; prep(w, arg), if given, runs
+ * on each right before its claim (to hand it an item, say).  Returns the
+ * claims won.
+ *
+ * Invariant: a waiter leaves the list only by the waker that won its
+ * claim, or by itself (under the lock, on its way out: gh__waiter_leave).
+ * The winner unlinks w before it wakes w, since a woken waiter returns and
+ * its stack (w) may be gone.  A lost claim means the wait ended some other
+ * way (timer, gh_kill, deadline) and the waiter is on its way to the lock
+ * to unlink itself: it goes back on the list, so that _destroy and _free
+ * still see it and say EBUSY until it has let go of the lock.  A later
+ * waker may take it again; its claim fails again (the wait word, or the
+ * thread parker's reason, is no longer NONE). */
+size_t gh__waiters_claim(struct gh__waiter **head, size_t max, int reason,
+                         void (*prep)(struct gh__waiter *, void *), void *arg)
+{
+    struct gh__waiter *lost = NULL, *w;
+    size_t won = 0;
+    while (won < max && (w = waiters_pop(head))) {
+        if (prep)
+            prep(w, arg);
         if (gh__waiter_wake(w, reason))
-            return w;   /* a waiter that lost its claim is leaving anyway */
-    return NULL;
+            won++;   /* w is the waiter's now: not to be touched again */
+        else
+            gh__waiters_push(&lost, w);
+    }
+    waiters_splice_front(head, lost);   /* older than the rest: in front */
+    return won;
+}
+
+bool gh__waiters_wake_one(struct gh__waiter **head, int reason)
+{
+    return gh__waiters_claim(head, 1, reason, NULL, NULL) == 1;
 }
 
 void gh__waiters_wake_all(struct gh__waiter **head, int reason)
 {
-    struct gh__waiter *w;
-    while ((w = gh__waiters_pop(head)))
-        gh__waiter_wake(w, reason);   /* under the caller's lock: w is alive */
+    gh__waiters_claim(head, SIZE_MAX, reason, NULL, NULL);
 }
 
 void gh__waiter_fini(struct gh__waiter *w)
@@ -362,7 +418,8 @@ void gh__waiter_fini(struct gh__waiter *w)
     }
 }
 
-/* Caller holds the lock of the primitive w is queued on. */
+/* Caller holds the lock of the primitive w is queued on (or was just
+ * taken off by gh__waiters_claim): w is alive. */
 bool gh__waiter_wake(struct gh__waiter *w, int reason)
 {
     if (w->g)
@@ -411,27 +468,76 @@ int gh__waiter_wait(struct gh__waiter *w, int64_t timeout_ms,
     return r;
 }
 
-/* The wait of a primitive, in one place: the caller holds `lock` and has
- * initialised w; w is armed and queued (at the back, or at the front for a
- * waiter that comes back to a queue it was taken from), the caller waits,
- * and a wait that ends other than by a waker (timeout, cancellation) takes
- * w off the queue again.  Returns the reason, with `lock` released. */
-int gh__wait_on(struct gh__waiter **list, atomic_flag *lock,
-                struct gh__waiter *w, int64_t timeout_ms, bool front)
+/* Caller holds `lock`: arms w and queues it at the back, or at the front
+ * for a waiter that comes back to a queue it was taken from. */
+static void waiter_enqueue(struct gh__waiter **list, struct gh__waiter *w, bool front)
 {
     gh__waiter_arm(w);
     if (front)
         gh__waiters_push_front(list, w);
     else
         gh__waiters_push(list, w);
+}
+
+/* Tests only (GREENHUB_TEST_WAIT_EXIT_DELAY_US): holds a waiter between
+ * the end of its wait and its taking the lock back, the window in which a
+ * waker may find it still queued and lose its claim.  A test counts the
+ * waiters held so far (relaxed: a test polls it) to know one is there. */
+_Atomic unsigned long gh__test_wait_exit_holds;
+
+__attribute__((noinline, cold)) static void test_wait_exit_delay(uint64_t ns)
+{
+    struct timespec ts = { (time_t)(ns / 1000000000u), (long)(ns % 1000000000u) };
+    atomic_fetch_add_explicit(&gh__test_wait_exit_holds, 1, memory_order_relaxed);
+    nanosleep(&ts, NULL);
+}
+
+/* The way out of a wait that ended other than by a waker (timeout,
+ * cancellation): takes `lock` back and unlinks w if it is still queued
+ * (a waker that lost its claim leaves it there, see gh__waiters_claim).
+ * Returns with `lock` held; once the caller releases it, the waiter
+ * touches the primitive no more. */
+void gh__waiter_leave(struct gh__waiter **list, atomic_flag *lock, struct gh__waiter *w)
+{
+    struct gh__runtime *rt = gh__rt;
+    if (rt && rt->test_wait_exit_delay_ns)
+        test_wait_exit_delay(rt->test_wait_exit_delay_ns);
+    gh__spin_lock(lock);
+    if (w->linked)
+        gh__waiters_unlink(list, w);
+}
+
+/* The wait of a primitive, in one place: the caller holds `lock` and has
+ * initialised w; w is armed and queued (see waiter_enqueue), the caller
+ * waits, and a wait that ends other than by a waker (timeout,
+ * cancellation) takes w off the queue again.  Returns the reason; `lock`
+ * is released, except that a wait that did not end by a waker returns
+ * with it held, w unlinked, if `relock` (the caller may look at the
+ * primitive once more).  After a waker's claim the caller must not touch
+ * the primitive: the waker unlinked w, and _destroy may already say 0. */
+static int wait_on(struct gh__waiter **list, atomic_flag *lock,
+                   struct gh__waiter *w, int64_t timeout_ms, bool front, bool relock)
+{
+    waiter_enqueue(list, w, front);
     int r = gh__waiter_wait(w, timeout_ms, gh__spin_unlock_cb, lock);
     if (r != GH_WAKE_EVENT) {
-        gh__spin_lock(lock);
-        if (w->linked)
-            gh__waiters_unlink(list, w);
-        gh__spin_unlock(lock);
+        gh__waiter_leave(list, lock, w);
+        if (!relock)
+            gh__spin_unlock(lock);
     }
     return r;
+}
+
+int gh__wait_on(struct gh__waiter **list, atomic_flag *lock,
+                struct gh__waiter *w, int64_t timeout_ms, bool front)
+{
+    return wait_on(list, lock, w, timeout_ms, front, false);
+}
+
+int gh__wait_on_relock(struct gh__waiter **list, atomic_flag *lock,
+                       struct gh__waiter *w, int64_t timeout_ms)
+{
+    return wait_on(list, lock, w, timeout_ms, false, true);
 }
 
 /* gh__wait_on for a wait only a waker ends (no timeout, no deadline
@@ -442,11 +548,7 @@ int gh__wait_on(struct gh__waiter **list, atomic_flag *lock,
 int gh__wait_on_uninterruptible(struct gh__waiter **list, atomic_flag *lock,
                                 struct gh__waiter *w, bool front)
 {
-    gh__waiter_arm(w);
-    if (front)
-        gh__waiters_push_front(list, w);
-    else
-        gh__waiters_push(list, w);
+    waiter_enqueue(list, w, front);
     int r;
     if (w->g) {
         r = gh__park_until_woken(w->g, gh__spin_unlock_cb, lock);
@@ -459,9 +561,7 @@ int gh__wait_on_uninterruptible(struct gh__waiter **list, atomic_flag *lock,
         pthread_mutex_unlock(&w->tp->mu);
     }
     if (r != GH_WAKE_EVENT) {
-        gh__spin_lock(lock);
-        if (w->linked)
-            gh__waiters_unlink(list, w);
+        gh__waiter_leave(list, lock, w);
         gh__spin_unlock(lock);
     }
     return r;

@@ -12,7 +12,10 @@
  * A hand-over writes the item (or status) into the waiter, then claims it;
  * a waiter whose claim is lost (it timed out or was killed) is skipped and
  * keeps what it had: a killed putter's item is not queued, a killed getter
- * has eaten nothing.  gh_queue_close claims every waiter with EPIPE. */
+ * has eaten nothing.  A skipped waiter stays on its list until it unlinks
+ * itself (see park.c), so the lists may hold such waiters whatever len is,
+ * and gh_queue_free says EBUSY until they are gone.  gh_queue_close claims
+ * every waiter with EPIPE. */
 #include "internal.h"
 
 #include <errno.h>
@@ -24,8 +27,8 @@ struct gh_queue {
     size_t size, head, len;       /* slots, oldest item, items */
     size_t capacity;              /* immutable; 0: unbounded */
     bool closed;
-    struct gh__waiter *getters;   /* waiting while len == 0 */
-    struct gh__waiter *putters;   /* waiting while len == capacity */
+    struct gh__waiter *getters;   /* waiting while len == 0 (or leaving) */
+    struct gh__waiter *putters;   /* waiting while len == capacity (or leaving) */
 };
 
 struct queue_waiter {
@@ -91,19 +94,28 @@ static void *ring_pop(gh_queue *q)
     return item;
 }
 
-/* Caller holds q->lock.  Claims waiters of `list` oldest first, handing
- * each (item, status) before its claim; true once one is won. */
-static bool hand_over(struct gh__waiter **list, void *item, int status)
+/* What a waker hands each waiter it claims (gh__waiters_claim's prep). */
+struct handing {
+    void *item;
+    int status;
+};
+
+static void hand_prep(struct gh__waiter *w, void *arg)
 {
-    struct gh__waiter *w;
-    while ((w = gh__waiters_pop(list))) {
-        struct queue_waiter *qw = (struct queue_waiter *)w;
-        qw->item = item;
-        qw->status = status;
-        if (gh__waiter_wake(w, GH_WAKE_EVENT))
-            return true;
-    }
-    return false;
+    struct queue_waiter *qw = (struct queue_waiter *)w;
+    const struct handing *h = arg;
+    qw->item = h->item;
+    qw->status = h->status;
+}
+
+/* Caller holds q->lock.  Claims up to `max` waiters of `list` oldest
+ * first, handing each (item, status) before its claim; returns how many
+ * were won.  A waiter whose claim is lost keeps what it had and stays
+ * queued until it unlinks itself (park.c). */
+static size_t hand_over(struct gh__waiter **list, size_t max, void *item, int status)
+{
+    struct handing h = { item, status };
+    return gh__waiters_claim(list, max, GH_WAKE_EVENT, hand_prep, &h);
 }
 
 /* Caller holds q->lock and waits as qw on `list`; returns with it
@@ -127,7 +139,7 @@ int gh_queue_put(gh_queue *q, void *item, int64_t timeout_ms)
     gh__spin_lock(&q->lock);
     if (q->closed)
         err = EPIPE;
-    else if (hand_over(&q->getters, item, 0))
+    else if (hand_over(&q->getters, 1, item, 0))
         err = 0;
     else if (!q->capacity || q->len < q->capacity)
         err = ring_push(q, item) ? 0 : ENOMEM;
@@ -141,19 +153,22 @@ int gh_queue_put(gh_queue *q, void *item, int64_t timeout_ms)
     return err;
 }
 
+/* gh__waiters_claim's prep for a putter: takes its item (into *arg)
+ * before the claim, and tells it it is queued. */
+static void take_prep(struct gh__waiter *w, void *arg)
+{
+    struct queue_waiter *qw = (struct queue_waiter *)w;
+    *(void **)arg = qw->item;
+    qw->status = 0;
+}
+
 /* Caller holds q->lock; an item was just taken from a bounded queue.
  * Moves the oldest waiting putter's item into the freed slot. */
 static void refill_from_putters(gh_queue *q)
 {
-    struct gh__waiter *w;
-    while ((w = gh__waiters_pop(&q->putters))) {
-        void *item = ((struct queue_waiter *)w)->item;
-        ((struct queue_waiter *)w)->status = 0;
-        if (gh__waiter_wake(w, GH_WAKE_EVENT)) {
-            ring_push(q, item);   /* the slot just freed: no allocation */
-            return;
-        }
-    }
+    void *item;
+    if (gh__waiters_claim(&q->putters, 1, GH_WAKE_EVENT, take_prep, &item))
+        ring_push(q, item);   /* the slot just freed: no allocation */
 }
 
 int gh_queue_get(gh_queue *q, void **item, int64_t timeout_ms)
@@ -187,11 +202,10 @@ int gh_queue_close(gh_queue *q)
     gh__spin_lock(&q->lock);
     q->closed = true;
     /* Getters wait only on an empty queue, so they lose nothing; putters
-     * keep their items. */
-    while (hand_over(&q->getters, NULL, EPIPE))
-        ;
-    while (hand_over(&q->putters, NULL, EPIPE))
-        ;
+     * keep their items.  Each is tried once: one whose claim is lost is
+     * leaving by itself. */
+    hand_over(&q->getters, SIZE_MAX, NULL, EPIPE);
+    hand_over(&q->putters, SIZE_MAX, NULL, EPIPE);
     gh__spin_unlock(&q->lock);
     return 0;
 }

@@ -40,6 +40,7 @@ static int configure(struct gh__runtime *rt, const gh_config *cfg)
     rt->pin = env_ulong("GREENHUB_PIN", c.no_pin ? 0 : 1) != 0;
     rt->spin_ns = env_ulong("GREENHUB_SPIN_US", gh__spin_ns_default / 1000u) * 1000u;
     rt->test_sleep_delay_ns = env_ulong("GREENHUB_TEST_SLEEP_DELAY_US", 0) * 1000u;
+    rt->test_wait_exit_delay_ns = env_ulong("GREENHUB_TEST_WAIT_EXIT_DELAY_US", 0) * 1000u;
     if (rt->stack_size == 0)
         rt->stack_size = DEFAULT_STACK;
     if (rt->stack_size < 16 * 1024 || rt->nhubs > 4096)

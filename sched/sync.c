@@ -2,11 +2,18 @@
  *
  * All three are built on the one park mechanism (park.c): a waiter is
  * queued under the primitive's spin lock (oldest first) and parks through
- * gh__wait_on; a waker takes waiters off the queue under that lock and
- * claims them with gh__waiter_wake.  Exactly one claim wins per wait, so a
- * waiter that timed out or was killed while being woken is simply skipped
- * and whatever the waker meant to hand it (a permit, the lock) goes to the
+ * gh__wait_on; a waker claims waiters under that lock with
+ * gh__waiters_claim.  Exactly one claim wins per wait, so a waiter that
+ * timed out or was killed while being woken is simply skipped and
+ * whatever the waker meant to hand it (a permit, the lock) goes to the
  * next waiter: nothing is lost and nothing is given twice.
+ *
+ * Destroying.  A waiter leaves the queue only by the waker that won its
+ * claim, or by itself under the spin lock on its way out; a skipped waiter
+ * stays queued until then.  So _destroy, which looks at the queue under
+ * the spin lock, says EBUSY while any waiter may still touch the
+ * primitive, and 0 only once every wait on it has let go of it (gh_mutex
+ * also waits for a woken waiter's retry: M_WOKEN).
  *
  * Handing over.  gh_sem_release with waiters does not raise the count: it
  * hands the permit to the oldest waiter whose claim it wins (reason EVENT
@@ -28,8 +35,10 @@ static int waiters_busy(atomic_flag *lock, struct gh__waiter **list)
 }
 
 /* ---- gh_sem --------------------------------------------------------------------
- * Invariant (under s->lock): waiters are queued only while count is 0;
- * a release that finds one hands its permit over instead of counting it. */
+ * Invariant (under s->lock): waiters whose claim is open are queued only
+ * while count is 0 (a skipped one, on its way out, may stay queued a
+ * little longer); a release that wins one's claim hands its permit over
+ * instead of counting it. */
 
 int gh_sem_init(gh_sem *s, unsigned n)
 {
@@ -264,6 +273,13 @@ int gh_mutex_trylock(gh_mutex *m)
     return mutex_try(m) ? 0 : EBUSY;
 }
 
+/* gh__waiters_claim's prep: tells w, before its claim, whether it is
+ * handed the mutex. */
+static void mutex_prep(struct gh__waiter *w, void *handoff)
+{
+    ((struct mutex_waiter *)w)->handoff = *(bool *)handoff;
+}
+
 /* Caller holds m->lock and the mutex, and no woken waiter is on its way
  * unless M_STARVING is set.  Wakes the oldest waiter whose claim it wins, handing
  * it the mutex if one starves, else letting it compete; stores the state
@@ -272,17 +288,17 @@ static void mutex_wake_next(gh_mutex *m)
 {
     unsigned s = atomic_load_explicit(&m->state, memory_order_relaxed);
     bool handoff = s & M_STARVING;
-    struct gh__waiter *w;
-    while ((w = gh__waiters_pop(&m->waiters))) {
-        ((struct mutex_waiter *)w)->handoff = handoff;   /* before the claim */
-        if (gh__waiter_wake(w, GH_WAKE_EVENT))
-            break;   /* else it timed out or was killed: the next one */
-    }
+    /* A waiter that timed out or was killed loses its claim and stays
+     * queued until it unlinks itself (park.c).  So `queued` may count only
+     * such waiters (harmless: the next slow unlock looks in vain and lets
+     * go of M_QUEUED); and when nobody was woken, every waiter still
+     * queued is such a one, so letting go of M_QUEUED is right. */
+    bool woke = gh__waiters_claim(&m->waiters, 1, GH_WAKE_EVENT, mutex_prep, &handoff);
     unsigned queued = m->waiters ? M_QUEUED : 0;
     unsigned to;
-    if (w && handoff)
+    if (woke && handoff)
         to = M_LOCKED | queued | (s & M_WOKEN);   /* still ours: now its */
-    else if (w)
+    else if (woke)
         to = M_WOKEN | queued;
     else
         to = s & M_WOKEN;   /* nobody to wake: let go */
@@ -350,10 +366,8 @@ int gh_cond_wait(gh_cond *c, gh_mutex *m, int64_t timeout_ms)
     gh_mutex_unlock(m);
     int r = gh__waiter_wait(&w, timeout_ms, gh__spin_unlock_cb, &c->lock);
     if (r != GH_WAKE_EVENT) {
-        gh__spin_lock(&c->lock);
-        if (w.linked)
-            gh__waiters_unlink(&c->waiters, &w);
-        gh__spin_unlock(&c->lock);
+        gh__waiter_leave(&c->waiters, &c->lock, &w);
+        gh__spin_unlock(&c->lock);   /* c is not touched after this */
     }
     gh__waiter_fini(&w);
     mutex_lock(m, -1, false);   /* held on return, whatever happened */

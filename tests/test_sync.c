@@ -1,12 +1,14 @@
 /* tests/test_sync.c — synchronisation (greenhub/sync.h, greenhub/event.h):
  * queues, mutexes, semaphores, condition variables and events across hubs
  * and plain threads; groups, pools and imap; greenlet-local storage;
- * timeouts, deadline scopes and cancellation on every wait; bad input; a
+ * timeouts, deadline scopes and cancellation on every wait; bad input;
+ * destroy and free racing a waiter on its way out of a timed-out wait; a
  * randomised stress.  Every case checks something a broken implementation
  * gets wrong: lost or duplicated items and permits, lost wakeups, early
  * timeouts, waiters left behind by a kill, values leaking between
  * greenlets. */
 #include "gh_test.h"
+#include "internal.h"   /* gh__waiters_claim, the wait-exit test hook */
 
 #include <errno.h>
 #include <limits.h>
@@ -3200,6 +3202,649 @@ static void test_mutex_destroy_is_ebusy_while_a_woken_waiter_returns(void **stat
     gh_test_run(2, dw_main, NULL);
 }
 
+/* ---- gh__waiters_claim: a lost claim leaves its waiter queued ------------
+ * The helper every wake goes through, on a list of plain-thread waiters
+ * whose parkers say "claimed already" (a timeout won) or "open": it wins
+ * the open ones oldest first, and puts every waiter it loses back where it
+ * was, in order, still linked (each unlinks itself on its way out); a
+ * lost waiter taken again loses again.  The list's links (head->prev is
+ * the tail) must stay whole. */
+
+static void wl_expect(struct gh__waiter *head, struct gh__waiter *w, const int *idx, int n)
+{
+    struct gh__waiter *p = head, *prev = NULL;
+    for (int i = 0; i < n; i++, prev = p, p = p->next) {
+        if (p != &w[idx[i]])
+            fail_msg("list position %d: waiter %d, expected %d", i,
+                     p ? (int)(p - w) : -1, idx[i]);
+        assert_true(p->linked);
+        if (prev)
+            assert_ptr_equal(p->prev, prev);
+    }
+    assert_null(p);
+    if (n)
+        assert_ptr_equal(head->prev, &w[idx[n - 1]]);
+    else
+        assert_null(head);
+}
+
+static void wl_count_prep(struct gh__waiter *w, void *arg)
+{
+    (void)w;
+    (*(int *)arg)++;
+}
+
+static void test_waiters_claim_leaves_lost_waiters_queued_in_order(void **state)
+{
+    (void)state;
+    enum { N = 6 };
+    static const int open_now[N] = { 0, 1, 0, 0, 1, 0 };
+    struct gh__tparker tp[N];
+    struct gh__waiter w[N], *head = NULL;
+    int preps = 0;
+    for (int i = 0; i < N; i++) {
+        gh__waiter_init(&w[i], NULL, &tp[i]);
+        gh__waiters_push(&head, &w[i]);
+        tp[i].reason = open_now[i] ? GH_WAKE_NONE : GH_WAKE_TIMEOUT;
+    }
+    /* one: loses 0, wins 1; 0 goes back in front */
+    assert_int_equal(gh__waiters_claim(&head, 1, GH_WAKE_EVENT, wl_count_prep, &preps), 1);
+    assert_int_equal(preps, 2);
+    assert_int_equal(tp[1].reason, GH_WAKE_EVENT);
+    assert_true(!w[1].linked);
+    wl_expect(head, w, (const int[]){ 0, 2, 3, 4, 5 }, 5);
+    /* all: wins 4 only */
+    assert_int_equal(gh__waiters_claim(&head, SIZE_MAX, GH_WAKE_EVENT, NULL, NULL), 1);
+    assert_int_equal(tp[4].reason, GH_WAKE_EVENT);
+    wl_expect(head, w, (const int[]){ 0, 2, 3, 5 }, 4);
+    /* again: every one loses again, nothing moves, no reason changes */
+    assert_int_equal(gh__waiters_wake_one(&head, GH_WAKE_EVENT), false);
+    gh__waiters_wake_all(&head, GH_WAKE_CANCEL);
+    wl_expect(head, w, (const int[]){ 0, 2, 3, 5 }, 4);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(tp[i].reason, open_now[i] ? GH_WAKE_EVENT : GH_WAKE_TIMEOUT);
+    /* they leave by themselves, in any order */
+    gh__waiters_unlink(&head, &w[3]);
+    wl_expect(head, w, (const int[]){ 0, 2, 5 }, 3);
+    gh__waiters_unlink(&head, &w[5]);
+    wl_expect(head, w, (const int[]){ 0, 2 }, 2);
+    gh__waiters_unlink(&head, &w[0]);
+    gh__waiters_unlink(&head, &w[2]);
+    wl_expect(head, w, NULL, 0);
+    for (int i = 0; i < N; i++)
+        gh__waiter_fini(&w[i]);
+}
+
+/* ---- destroy / free while a waiter is on its way out: EBUSY ---------------
+ * A waiter's timed wait (WX_WAIT_MS) ends by its timeout; between that and
+ * its taking the primitive's lock back to leave the queue, the test hook
+ * GREENHUB_TEST_WAIT_EXIT_DELAY_US holds it (WX_HOLD_US).  Meanwhile the
+ * case wakes the primitive (release, unlock, signal, set, put, get, a
+ * member leaving a group): the wake finds the waiter still queued, loses
+ * its claim to the timer, and must leave it queued, so that destroy/free
+ * says EBUSY, since the waiter will still take the lock.  A 0 there lets the
+ * caller free memory the waiter is about to write to.  A second wake
+ * meets the skipped waiter again and must skip it again; once the waiter
+ * has returned, destroy/free says 0, and what the wakes handed over went
+ * where it belongs (the count, the ring), not to the waiter that left.
+ * The waiter is a greenlet on hub 1 (the case runs on hub 0, as the hook
+ * blocks the waiter's hub) or a plain thread.  The hook counts the waiters
+ * it holds, so the case wakes only once the waiter is there; the hold is
+ * the time the case has for its wakes and destroys. */
+
+enum { WX_WAIT_MS = 20 };
+#define WX_HOLD_US (GH_TSAN ? "1000000" : "300000")
+
+static _Atomic int wx_out;     /* the waiter's call returned */
+
+struct wx {
+    gh_greenlet *g;            /* the waiter as a greenlet, or */
+    struct thr t;              /* as a plain thread */
+    int thread;
+};
+
+static void wx_in_window(const char *when)
+{
+    if (atomic_load(&wx_out))
+        fail_msg("the waiter returned %s: the case missed the window it tests "
+                 "(held %s us after its %d ms wait)", when, WX_HOLD_US, WX_WAIT_MS);
+}
+
+/* Starts fn as the waiter and returns once its wait has timed out and the
+ * hook holds it on its way out. */
+static void wx_start(struct wx *w, int thread, gh_fn fn, void *arg)
+{
+    unsigned long held = atomic_load(&gh__test_wait_exit_holds);
+    uint64_t t0 = now_us();
+    atomic_store(&wx_out, 0);
+    w->thread = thread;
+    if (thread)
+        thr_start(&w->t, fn, arg);
+    else
+        w->g = spawn_on(1, fn, arg);
+    while (atomic_load(&gh__test_wait_exit_holds) == held) {
+        if (now_us() - t0 > 30000000u)
+            fail_msg("the waiter's %d ms wait did not end in 30 s", WX_WAIT_MS);
+        assert_int_equal(gh_sleep_ms(1), 0);
+    }
+    wx_in_window("before the wake");
+}
+
+static int wx_join(struct wx *w)
+{
+    return rc_of(w->thread ? thr_join(&w->t) : join_ok(w->g));
+}
+
+static gh_fn wx_body;
+
+static void *wx_on_hub0(void *arg)
+{
+    (void)arg;
+    join_ok(spawn_on(0, wx_body, NULL));
+    return NULL;
+}
+
+/* Runs body on hub 0 of a 2-hub runtime, with the hook on. */
+static void wx_run(gh_fn body)
+{
+    wx_body = body;
+    setenv("GREENHUB_TEST_WAIT_EXIT_DELAY_US", WX_HOLD_US, 1);
+    gh_test_run(2, wx_on_hub0, NULL);
+    unsetenv("GREENHUB_TEST_WAIT_EXIT_DELAY_US");
+}
+
+static void *wx_done(int r)
+{
+    atomic_store(&wx_out, 1);
+    return RC(r);
+}
+
+/* sem: both releases go to the count. */
+static gh_sem wx_sem;
+
+static void *wx_sem_waiter(void *arg)
+{
+    (void)arg;
+    return wx_done(gh_sem_acquire(&wx_sem, WX_WAIT_MS));
+}
+
+static void *wx_sem_body(void *arg)
+{
+    (void)arg;
+    for (int thread = 0; thread < 2; thread++) {
+        struct wx w;
+        assert_int_equal(gh_sem_init(&wx_sem, 0), 0);
+        wx_start(&w, thread, wx_sem_waiter, NULL);
+        assert_int_equal(gh_sem_release(&wx_sem), 0);
+        assert_int_equal(gh_sem_destroy(&wx_sem), EBUSY);
+        assert_int_equal(gh_sem_release(&wx_sem), 0);
+        assert_int_equal(gh_sem_destroy(&wx_sem), EBUSY);
+        wx_in_window("before the destroy");
+        assert_int_equal(wx_join(&w), ETIMEDOUT);
+        assert_int_equal(gh_sem_destroy(&wx_sem), 0);
+        assert_int_equal(gh_sem_value(&wx_sem), 2);
+    }
+    return NULL;
+}
+static void test_sem_destroy_is_ebusy_while_a_timed_out_waiter_leaves(void **state)
+{
+    (void)state;
+    wx_run(wx_sem_body);
+}
+
+/* mutex: the unlock that skips the waiter leaves the mutex free. */
+static gh_mutex wx_m;
+
+static void *wx_mutex_waiter(void *arg)
+{
+    (void)arg;
+    int r = gh_mutex_timedlock(&wx_m, WX_WAIT_MS);
+    if (r == 0)
+        assert_int_equal(gh_mutex_unlock(&wx_m), 0);
+    return wx_done(r);
+}
+
+static void *wx_mutex_body(void *arg)
+{
+    (void)arg;
+    for (int thread = 0; thread < 2; thread++) {
+        struct wx w;
+        assert_int_equal(gh_mutex_init(&wx_m), 0);
+        assert_int_equal(gh_mutex_lock(&wx_m), 0);
+        wx_start(&w, thread, wx_mutex_waiter, NULL);
+        assert_int_equal(gh_mutex_unlock(&wx_m), 0);
+        assert_int_equal(gh_mutex_destroy(&wx_m), EBUSY);
+        assert_int_equal(gh_mutex_trylock(&wx_m), 0);
+        assert_int_equal(gh_mutex_unlock(&wx_m), 0);
+        assert_int_equal(gh_mutex_destroy(&wx_m), EBUSY);
+        wx_in_window("before the destroy");
+        assert_int_equal(wx_join(&w), ETIMEDOUT);
+        assert_int_equal(gh_mutex_destroy(&wx_m), 0);
+        assert_int_equal(gh_mutex_trylock(&wx_m), 0);
+        assert_int_equal(gh_mutex_unlock(&wx_m), 0);
+        assert_int_equal(gh_mutex_destroy(&wx_m), 0);
+    }
+    return NULL;
+}
+static void test_mutex_destroy_is_ebusy_while_a_timed_out_waiter_leaves(void **state)
+{
+    (void)state;
+    wx_run(wx_mutex_body);
+}
+
+/* cond: a signal, then a broadcast, both skip the waiter. */
+static gh_cond wx_c;
+
+static void *wx_cond_waiter(void *arg)
+{
+    (void)arg;
+    assert_int_equal(gh_mutex_lock(&wx_m), 0);
+    int r = gh_cond_wait(&wx_c, &wx_m, WX_WAIT_MS);
+    assert_int_equal(gh_mutex_unlock(&wx_m), 0);
+    return wx_done(r);
+}
+
+static void *wx_cond_body(void *arg)
+{
+    (void)arg;
+    for (int thread = 0; thread < 2; thread++) {
+        struct wx w;
+        assert_int_equal(gh_mutex_init(&wx_m), 0);
+        assert_int_equal(gh_cond_init(&wx_c), 0);
+        wx_start(&w, thread, wx_cond_waiter, NULL);
+        assert_int_equal(gh_cond_signal(&wx_c), 0);
+        assert_int_equal(gh_cond_destroy(&wx_c), EBUSY);
+        assert_int_equal(gh_cond_broadcast(&wx_c), 0);
+        assert_int_equal(gh_cond_destroy(&wx_c), EBUSY);
+        wx_in_window("before the destroy");
+        assert_int_equal(wx_join(&w), ETIMEDOUT);
+        assert_int_equal(gh_cond_destroy(&wx_c), 0);
+        assert_int_equal(gh_mutex_destroy(&wx_m), 0);
+    }
+    return NULL;
+}
+static void test_cond_destroy_is_ebusy_while_a_timed_out_waiter_leaves(void **state)
+{
+    (void)state;
+    wx_run(wx_cond_body);
+}
+
+/* event: the waiter, on its way out, sees the event set (no timeout). */
+static gh_event wx_ev;
+
+static void *wx_event_waiter(void *arg)
+{
+    (void)arg;
+    return wx_done(gh_event_wait(&wx_ev, WX_WAIT_MS));
+}
+
+static void *wx_event_body(void *arg)
+{
+    (void)arg;
+    for (int thread = 0; thread < 2; thread++) {
+        struct wx w;
+        assert_int_equal(gh_event_init(&wx_ev), 0);
+        wx_start(&w, thread, wx_event_waiter, NULL);
+        assert_int_equal(gh_event_set(&wx_ev), 0);
+        assert_int_equal(gh_event_destroy(&wx_ev), EBUSY);
+        assert_int_equal(gh_event_clear(&wx_ev), 0);
+        assert_int_equal(gh_event_set(&wx_ev), 0);
+        assert_int_equal(gh_event_destroy(&wx_ev), EBUSY);
+        wx_in_window("before the destroy");
+        assert_int_equal(wx_join(&w), 0);
+        assert_int_equal(gh_event_destroy(&wx_ev), 0);
+    }
+    return NULL;
+}
+static void test_event_destroy_is_ebusy_while_a_timed_out_waiter_leaves(void **state)
+{
+    (void)state;
+    wx_run(wx_event_body);
+}
+
+/* queue, get side: two puts and the close skip the getter; both items stay
+ * queued.  Put side: a get (and a put and get more) skip the putter; its
+ * item is never queued. */
+static gh_queue *wx_q;
+
+static void *wx_getter(void *arg)
+{
+    (void)arg;
+    void *item = NULL;
+    return wx_done(gh_queue_get(wx_q, &item, WX_WAIT_MS));
+}
+
+static void *wx_putter(void *arg)
+{
+    return wx_done(gh_queue_put(wx_q, arg, WX_WAIT_MS));
+}
+
+static void *wx_queue_get_body(void *arg)
+{
+    (void)arg;
+    for (int thread = 0; thread < 2; thread++) {
+        struct wx w;
+        void *it = NULL;
+        assert_non_null(wx_q = gh_queue_new(4));
+        wx_start(&w, thread, wx_getter, NULL);
+        assert_int_equal(gh_queue_put(wx_q, (void *)1, 0), 0);
+        assert_int_equal(gh_queue_free(wx_q), EBUSY);
+        assert_int_equal(gh_queue_put(wx_q, (void *)2, 0), 0);
+        assert_int_equal(gh_queue_close(wx_q), 0);
+        assert_int_equal(gh_queue_free(wx_q), EBUSY);
+        wx_in_window("before the free");
+        assert_int_equal(wx_join(&w), ETIMEDOUT);
+        assert_int_equal(gh_queue_len(wx_q), 2);
+        assert_int_equal(gh_queue_get(wx_q, &it, 0), 0);
+        assert_ptr_equal(it, (void *)1);
+        assert_int_equal(gh_queue_get(wx_q, &it, 0), 0);
+        assert_ptr_equal(it, (void *)2);
+        assert_int_equal(gh_queue_get(wx_q, &it, 0), EPIPE);
+        assert_int_equal(gh_queue_free(wx_q), 0);
+    }
+    return NULL;
+}
+static void test_queue_free_is_ebusy_while_a_timed_out_getter_leaves(void **state)
+{
+    (void)state;
+    wx_run(wx_queue_get_body);
+}
+
+static void *wx_queue_put_body(void *arg)
+{
+    (void)arg;
+    for (int thread = 0; thread < 2; thread++) {
+        struct wx w;
+        void *it = NULL;
+        assert_non_null(wx_q = gh_queue_new(1));
+        assert_int_equal(gh_queue_put(wx_q, (void *)1, 0), 0);
+        wx_start(&w, thread, wx_putter, (void *)2);
+        assert_int_equal(gh_queue_get(wx_q, &it, 0), 0);
+        assert_ptr_equal(it, (void *)1);
+        assert_int_equal(gh_queue_free(wx_q), EBUSY);
+        assert_int_equal(gh_queue_put(wx_q, (void *)3, 0), 0);
+        assert_int_equal(gh_queue_get(wx_q, &it, 0), 0);
+        assert_ptr_equal(it, (void *)3);
+        assert_int_equal(gh_queue_close(wx_q), 0);
+        assert_int_equal(gh_queue_free(wx_q), EBUSY);
+        wx_in_window("before the free");
+        assert_int_equal(wx_join(&w), ETIMEDOUT);
+        assert_int_equal(gh_queue_len(wx_q), 0);
+        assert_int_equal(gh_queue_get(wx_q, &it, 0), EPIPE);
+        assert_int_equal(gh_queue_free(wx_q), 0);
+    }
+    return NULL;
+}
+static void test_queue_free_is_ebusy_while_a_timed_out_putter_leaves(void **state)
+{
+    (void)state;
+    wx_run(wx_queue_put_body);
+}
+
+/* group: the last member leaving skips the joiner.  pool: a member leaving
+ * returns its permit past a spawner whose wait for room timed out; the
+ * permit stays the pool's. */
+static gh_group *wx_grp;
+static gh_pool *wx_pool;
+static gh_event wx_gate;
+
+static void *wx_gate_fn(void *arg)
+{
+    (void)arg;
+    return RC(gh_event_wait(&wx_gate, -1));
+}
+
+static void *wx_joiner(void *arg)
+{
+    (void)arg;
+    return wx_done(gh_group_join(wx_grp, WX_WAIT_MS));
+}
+
+static void *wx_spawner(void *arg)
+{
+    (void)arg;
+    return wx_done(gh_pool_spawn_timeout(wx_pool, mark_fn, NULL, WX_WAIT_MS));
+}
+
+static void wx_wait_empty(size_t (*size)(void *), void *p)
+{
+    uint64_t t0 = now_us();
+    while (size(p) != 0) {
+        if (now_us() - t0 > 30000000u)
+            fail_msg("the member did not leave in 30 s");
+        gh_sleep_ms(1);
+    }
+}
+
+static size_t wx_group_size(void *p) { return gh_group_size(p); }
+static size_t wx_pool_running(void *p) { return gh_pool_running(p); }
+
+static void *wx_group_body(void *arg)
+{
+    (void)arg;
+    gh_spawn_opts on0 = { .name = "member", .hub = 0, .pinned = 1 };
+    for (int thread = 0; thread < 2; thread++) {
+        struct wx w;
+        assert_int_equal(gh_event_init(&wx_gate), 0);
+        assert_non_null(wx_grp = gh_group_new());
+        assert_int_equal(gh_group_spawn_with(wx_grp, &on0, wx_gate_fn, NULL), 0);
+        wx_start(&w, thread, wx_joiner, NULL);
+        assert_int_equal(gh_event_set(&wx_gate), 0);
+        wx_wait_empty(wx_group_size, wx_grp);
+        assert_int_equal(gh_group_free(wx_grp), EBUSY);
+        wx_in_window("before the free");
+        assert_int_equal(wx_join(&w), ETIMEDOUT);
+        assert_int_equal(gh_group_free(wx_grp), 0);
+        assert_int_equal(gh_event_destroy(&wx_gate), 0);
+    }
+    return NULL;
+}
+
+static void test_group_free_is_ebusy_while_a_timed_out_joiner_leaves(void **state)
+{
+    (void)state;
+    wx_run(wx_group_body);
+}
+
+static void *wx_pool_body(void *arg)
+{
+    (void)arg;
+    for (int thread = 0; thread < 2; thread++) {
+        struct wx w;
+        assert_int_equal(gh_event_init(&wx_gate), 0);
+        assert_non_null(wx_pool = gh_pool_new(1));
+        assert_int_equal(gh_pool_spawn(wx_pool, wx_gate_fn, NULL), 0);
+        wx_start(&w, thread, wx_spawner, NULL);
+        assert_int_equal(gh_event_set(&wx_gate), 0);
+        wx_wait_empty(wx_pool_running, wx_pool);
+        assert_int_equal(gh_pool_free(wx_pool), EBUSY);
+        wx_in_window("before the free");
+        assert_int_equal(wx_join(&w), ETIMEDOUT);
+        atomic_store(&marks, 0);
+        assert_int_equal(gh_pool_spawn_timeout(wx_pool, mark_fn, NULL, 0), 0);
+        assert_int_equal(gh_pool_join(wx_pool, JOIN_MS), 0);
+        assert_int_equal(atomic_load(&marks), 1);
+        assert_int_equal(gh_pool_free(wx_pool), 0);
+        assert_int_equal(gh_event_destroy(&wx_gate), 0);
+    }
+    return NULL;
+}
+
+static void test_pool_free_is_ebusy_while_a_timed_out_spawner_leaves(void **state)
+{
+    (void)state;
+    wx_run(wx_pool_body);
+}
+
+/* ---- stress: destroy says 0 only once every wait has let go --------------
+ * Rounds on 4 hubs.  In each, WS_WAITERS greenlets (spread over the hubs)
+ * and a plain thread wait once on a fresh heap gh_cond, each with a tiny
+ * random timeout (1-4 ms), and WS_SEM_WAITERS greenlets wait likewise on a
+ * semaphore, while WS_WAKERS greenlets hammer signal, broadcast and
+ * release, and the round's driver calls gh_cond_destroy until it says 0.
+ * Each cond waiter counts itself under the mutex before it waits, and
+ * gh_cond_wait queues it before it lets go of the mutex: once the driver
+ * has seen them all counted (under the mutex), every one is queued or done,
+ * so a 0 from destroy must mean every one has let go of the cond.  The
+ * driver then poisons the cond (every byte 0xff: its spin lock reads as
+ * held forever, its list as garbage) and waits for the waiters to return;
+ * one that touches the cond after the 0 hangs or crashes.  The hook holds
+ * every waiter whose wait ended on its own WS_HOLD_US on its way out, so
+ * that wakes often find one there and skip it.  The semaphore checks that
+ * permits released past such waiters are not lost: at the end its count is
+ * what was released minus what was taken. */
+
+enum { WS_WAITERS = 12, WS_SEM_WAITERS = 6, WS_WAKERS = 3, WS_HUBS = 4 };
+#define WS_HOLD_US "50"
+static struct {
+    gh_mutex m;
+    gh_cond *c;
+    gh_sem sem;
+    _Atomic int entered, out, stop;
+    _Atomic long released, acquired, skipped_rounds;
+} ws;
+
+static int64_t ws_timeout(uintptr_t seed)
+{
+    uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+    return (int64_t)(1 + rnd_next(&s) % 4);
+}
+
+static void *ws_cond_waiter(void *arg)
+{
+    assert_int_equal(gh_mutex_lock(&ws.m), 0);
+    atomic_fetch_add(&ws.entered, 1);
+    int r = gh_cond_wait(ws.c, &ws.m, ws_timeout((uintptr_t)arg));
+    assert_int_equal(gh_mutex_unlock(&ws.m), 0);
+    if (r != 0 && r != ETIMEDOUT)
+        fail_msg("gh_cond_wait returned %d", r);
+    atomic_fetch_add(&ws.out, 1);
+    return NULL;
+}
+
+static void *ws_sem_waiter(void *arg)
+{
+    int r = gh_sem_acquire(&ws.sem, ws_timeout((uintptr_t)arg));
+    if (r == 0)
+        atomic_fetch_add(&ws.acquired, 1);
+    else if (r != ETIMEDOUT)
+        fail_msg("gh_sem_acquire returned %d", r);
+    return NULL;
+}
+
+static void *ws_waker(void *arg)
+{
+    uint64_t seed = (uintptr_t)arg * 0x9E3779B97F4A7C15ull + 7;
+    while (!atomic_load(&ws.stop)) {
+        uint64_t x = rnd_next(&seed);
+        switch (x % 4) {
+        case 0: assert_int_equal(gh_cond_signal(ws.c), 0); break;
+        case 1: assert_int_equal(gh_cond_broadcast(ws.c), 0); break;
+        default:
+            assert_int_equal(gh_sem_release(&ws.sem), 0);
+            atomic_fetch_add(&ws.released, 1);
+            break;
+        }
+        if (x & 16)
+            gh_yield();
+    }
+    return NULL;
+}
+
+static void ws_wait_entered(int want)
+{
+    uint64_t t0 = now_us();
+    for (;;) {
+        assert_int_equal(gh_mutex_lock(&ws.m), 0);
+        int e = atomic_load(&ws.entered);
+        assert_int_equal(gh_mutex_unlock(&ws.m), 0);
+        if (e == want)
+            return;
+        if (now_us() - t0 > 30000000u)
+            fail_msg("waited 30 s for %d cond waiters to queue: %d", want, e);
+        gh_yield();
+    }
+}
+
+static void ws_round(uintptr_t round)
+{
+    gh_greenlet *cw[WS_WAITERS], *sw[WS_SEM_WAITERS], *wk[WS_WAKERS];
+    struct thr t;
+    gh_cond *c = malloc(sizeof *c);
+    assert_non_null(c);
+    assert_int_equal(gh_cond_init(c), 0);
+    ws.c = c;
+    assert_int_equal(gh_sem_init(&ws.sem, 0), 0);
+    atomic_store(&ws.entered, 0);
+    atomic_store(&ws.out, 0);
+    atomic_store(&ws.stop, 0);
+    atomic_store(&ws.released, 0);
+    atomic_store(&ws.acquired, 0);
+    uintptr_t seed = round * 64;
+    for (int i = 0; i < WS_WAITERS; i++)
+        cw[i] = spawn_on(i % WS_HUBS, ws_cond_waiter, (void *)seed++);
+    thr_start(&t, ws_cond_waiter, (void *)seed++);
+    for (int i = 0; i < WS_SEM_WAITERS; i++)
+        sw[i] = spawn_on(i % WS_HUBS, ws_sem_waiter, (void *)seed++);
+    ws_wait_entered(WS_WAITERS + 1);
+    for (int i = 0; i < WS_WAKERS; i++)
+        wk[i] = spawn_on((i + 1) % WS_HUBS, ws_waker, (void *)seed++);
+    uint64_t t0 = now_us();
+    int r;
+    while ((r = gh_cond_destroy(c)) == EBUSY) {
+        if (now_us() - t0 > 30000000u)
+            fail_msg("round %lu: gh_cond_destroy still EBUSY after 30 s", (unsigned long)round);
+        gh_yield();
+    }
+    assert_int_equal(r, 0);
+    if (atomic_load(&ws.out) == WS_WAITERS + 1)
+        atomic_fetch_add(&ws.skipped_rounds, 1);   /* all gone before: proves little */
+    atomic_store(&ws.stop, 1);
+    for (int i = 0; i < WS_WAKERS; i++)
+        join_ok(wk[i]);
+    memset((void *)c, 0xff, sizeof *c);
+    t0 = now_us();
+    while (atomic_load(&ws.out) < WS_WAITERS + 1) {
+        if (now_us() - t0 > 10000000u)
+            fail_msg("round %lu: %d of %d cond waiters still inside gh_cond_wait 10 s "
+                     "after gh_cond_destroy said 0 (one touched the destroyed cond)",
+                     (unsigned long)round, WS_WAITERS + 1 - atomic_load(&ws.out),
+                     WS_WAITERS + 1);
+        gh_sleep_ms(1);
+    }
+    for (int i = 0; i < WS_WAITERS; i++)
+        join_ok(cw[i]);
+    thr_join(&t);
+    for (int i = 0; i < WS_SEM_WAITERS; i++)
+        join_ok(sw[i]);
+    assert_int_equal(gh_sem_value(&ws.sem),
+                     atomic_load(&ws.released) - atomic_load(&ws.acquired));
+    assert_int_equal(gh_sem_destroy(&ws.sem), 0);
+    free(c);
+}
+
+static void *ws_main(void *arg)
+{
+    (void)arg;
+    int rounds = GH_TSAN ? 40 : 300;
+    assert_int_equal(gh_mutex_init(&ws.m), 0);
+    atomic_store(&ws.skipped_rounds, 0);
+    for (int i = 0; i < rounds; i++)
+        ws_round((uintptr_t)i);
+    assert_int_equal(gh_mutex_destroy(&ws.m), 0);
+    print_message("%d rounds, %ld in which every waiter had returned before the "
+                  "first destroy\n", rounds, atomic_load(&ws.skipped_rounds));
+    return NULL;
+}
+
+static void test_stress_destroy_zero_only_once_every_wait_let_go(void **state)
+{
+    (void)state;
+    setenv("GREENHUB_TEST_WAIT_EXIT_DELAY_US", WS_HOLD_US, 1);
+    gh_test_run(WS_HUBS, ws_main, NULL);
+    unsetenv("GREENHUB_TEST_WAIT_EXIT_DELAY_US");
+}
+
 /* ==== stress ===================================================================
  * Workers on every hub do random sem, mutex and queue operations with short
  * random timeouts (0-2 ms), while a killer kills random workers and starts
@@ -3661,6 +4306,16 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_bad_input_gets_error_codes),
     cmocka_unit_test(test_destroy_with_waiters_is_ebusy),
     cmocka_unit_test(test_mutex_destroy_is_ebusy_while_a_woken_waiter_returns),
+    cmocka_unit_test(test_waiters_claim_leaves_lost_waiters_queued_in_order),
+    cmocka_unit_test(test_sem_destroy_is_ebusy_while_a_timed_out_waiter_leaves),
+    cmocka_unit_test(test_mutex_destroy_is_ebusy_while_a_timed_out_waiter_leaves),
+    cmocka_unit_test(test_cond_destroy_is_ebusy_while_a_timed_out_waiter_leaves),
+    cmocka_unit_test(test_event_destroy_is_ebusy_while_a_timed_out_waiter_leaves),
+    cmocka_unit_test(test_queue_free_is_ebusy_while_a_timed_out_getter_leaves),
+    cmocka_unit_test(test_queue_free_is_ebusy_while_a_timed_out_putter_leaves),
+    cmocka_unit_test(test_group_free_is_ebusy_while_a_timed_out_joiner_leaves),
+    cmocka_unit_test(test_pool_free_is_ebusy_while_a_timed_out_spawner_leaves),
+    cmocka_unit_test(test_stress_destroy_zero_only_once_every_wait_let_go),
     cmocka_unit_test(test_stress_random_ops_timeouts_and_kills_on_2_hubs),
     cmocka_unit_test(test_stress_random_ops_timeouts_and_kills_on_4_hubs),
     cmocka_unit_test(test_local_keys_run_out_with_eagain),

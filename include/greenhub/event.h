@@ -29,7 +29,9 @@ typedef struct gh_event {
 
 /* Initialises ev, cleared.  Returns 0, EINVAL for NULL. */
 GH_API int gh_event_init(gh_event *ev);
-/* Destroys ev.  Returns 0; EINVAL for NULL; EBUSY if someone waits on it. */
+/* Destroys ev.  Returns 0; EINVAL for NULL; EBUSY if someone waits on it
+ * (a waiter whose wait timed out or was cancelled counts until it has let
+ * go of ev: see "_destroy" in greenhub/sync.h). */
 GH_API int gh_event_destroy(gh_event *ev);
 /* Sets ev and wakes every waiter.  Returns 0, EINVAL for NULL. */
 GH_API int gh_event_set(gh_event *ev);

@@ -16,11 +16,17 @@
  *     (static, on the stack, inside a struct), like pthread_mutex_t;
  *     gh_queue, gh_group, gh_pool and gh_imap are opaque handles from
  *     _new, released with _free.
- *   - _destroy and _free say EBUSY while anyone is queued on the primitive.
- *     As with pthreads, destroy it only once every call on it has
- *     returned: a waiter that is on its way out of a timed-out or
- *     cancelled wait is no longer queued, yet still takes the primitive's
- *     lock once more, so EBUSY does not catch that case (a known gap).
+ *   - _destroy and _free say EBUSY while a wait on the primitive is not
+ *     over: while a waiter is queued, including one whose wait ended by
+ *     its timeout, deadline or gh_kill and that is on its way out (it
+ *     stays queued until it has let go of the primitive, even when a wake
+ *     found it first and skipped it), and for gh_mutex while it is locked
+ *     or a waiter an unlock woke has not yet retried.  Once they return 0,
+ *     no waiter that had queued touches the primitive again: its memory
+ *     may be reused at once.  EBUSY cannot see a call that has not queued
+ *     yet, nor a call that does not wait (a release, an unlock, a signal,
+ *     a set, a put with room) while it runs: as with pthreads, destroy a
+ *     primitive only when no such call can still be made on it.
  *
  * gh_event (a flag waiters wait for) is in greenhub/event.h. */
 #ifndef GREENHUB_SYNC_H
@@ -165,7 +171,7 @@ GH_API int gh_group_kill(gh_group *grp);
 /* Greenlets of grp still running (a snapshot); 0 for NULL. */
 GH_API size_t gh_group_size(gh_group *grp);
 /* Frees grp.  0; EINVAL for NULL; EBUSY (nothing freed) while greenlets
- * of it still run. */
+ * of it still run or a gh_group_join waits on it. */
 GH_API int gh_group_free(gh_group *grp);
 
 /* ---- gh_pool: a group with at most `size` greenlets running at once ------ */
