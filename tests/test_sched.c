@@ -1192,8 +1192,16 @@ static void *tt_main(void *arg)
         assert_int_equal(gh_join(g[i], NULL), 0);
     uint64_t t1 = tt_trimmed();  /* no idle moment since t0: one hub, all
                                   * of them runnable until the last join */
-    gh_sleep_ms(50);
+    /* Idle now: it trims 64 a pass.  Wait for it (bounded: on a loaded
+     * machine the hub may get the CPU late), then a little more, so that
+     * trimming past DIRTY_MAX would show. */
     uint64_t t2 = tt_trimmed();
+    for (int i = 0; i < 500 && t2 - t1 < GH_STACK_DIRTY_MAX; i++) {
+        gh_sleep_ms(10);
+        t2 = tt_trimmed();
+    }
+    gh_sleep_ms(20);
+    t2 = tt_trimmed();
     /* Busy: only what found neither cache nor room to wait (the hot cache
      * may have held up to HOT_MAX stacks before the burst). */
     if (t1 - t0 < TT_EXTRA || t1 - t0 > TT_EXTRA + GH_STACK_HOT_MAX)
