@@ -215,20 +215,29 @@ _Noreturn void gh__greenlet_entry(struct gh__hub *h)
 
 void gh__greenlet_release_ref(struct gh__hub *h, gh_greenlet *g)
 {
-    if (atomic_fetch_sub_explicit(&g->refs, 1, memory_order_acq_rel) == 1)
+    /* refs only ever falls (2 at spawn: the handle's and the running
+     * greenlet's), so a holder that reads 1 holds the last reference and
+     * needs no RMW.  acquire: pairs with the other holder's release in its
+     * fetch_sub, as the fetch_sub below does. */
+    if (atomic_load_explicit(&g->refs, memory_order_acquire) == 1 ||
+        atomic_fetch_sub_explicit(&g->refs, 1, memory_order_acq_rel) == 1)
         g_recycle(h, g);
 }
 
 /* Hub thread, after g's last switch away from its own stack. */
 void gh__greenlet_exited(struct gh__hub *h, gh_greenlet *g)
 {
-    int s = atomic_exchange_explicit(&g->state, GH_G_DEAD, memory_order_acq_rel);
+    /* Nobody else writes the state of a greenlet that ran to its end: its
+     * last wait was claimed before it returned, so no wake can come (a
+     * load and a store; no RMW on every exit). */
+    int s = atomic_load_explicit(&g->state, memory_order_relaxed);
+    atomic_store_explicit(&g->state, GH_G_DEAD, memory_order_release);
     if (s != GH_G_RUNNING)
         gh__die(__func__, "greenlet #%llu exited in state %d", (unsigned long long)g->id, s);
     gh__stack_free(h, &g->ctx, g->stack_kind);
     gh__tsan_fiber_free(&g->ctx);
     gh__dlscope_free(&g->dl);   /* scopes it left open */
-    atomic_fetch_sub_explicit(&g->last_hub->sh.greenlets, 1, memory_order_relaxed);
+    gh__stat_inc(&h->st.ended);   /* h == g->last_hub: g last ran here */
     gh__greenlet_release_ref(h, g);
 }
 

@@ -130,15 +130,19 @@ const uint64_t gh__spin_ns_default = SPIN_NS;
 
 struct gh__runtime *gh__rt;
 
-static __thread struct gh__hub *tls_hub
-    __attribute__((tls_model("initial-exec")));
+__thread struct gh__hub *gh__tls_hub
+    __attribute__((tls_model("initial-exec"), visibility("hidden")));
+#define tls_hub gh__tls_hub
 
 /* noinline/noipa: the compiler must not reuse a thread-local address across
- * a switch (see "Migration" in DESIGN.md). */
+ * a switch (see "Migration" in DESIGN.md).  x86-64 reads it inline
+ * (internal.h). */
+#if !defined(__x86_64__)
 __attribute__((noinline, noipa)) struct gh__hub *gh__hub_self(void)
 {
     return tls_hub;
 }
+#endif
 
 void gh__hub_set_self(struct gh__hub *h)
 {
@@ -412,9 +416,9 @@ static inline void set_running(struct gh__hub *h, gh_greenlet *g)
                 (unsigned long long)g->id, s);
     atomic_store_explicit(&g->state, GH_G_RUNNING, memory_order_relaxed);
     if (g->last_hub != h) {
-        if (g->last_hub)
-            atomic_fetch_sub_explicit(&g->last_hub->sh.greenlets, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&h->sh.greenlets, 1, memory_order_relaxed);
+        if (g->last_hub)   /* a migration: rare, so the RMW may stay */
+            atomic_fetch_add_explicit(&g->last_hub->sh.departed, 1, memory_order_relaxed);
+        gh__stat_inc(&h->st.arrived);
         g->last_hub = h;
     }
     h->current = g;

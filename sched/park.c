@@ -52,7 +52,7 @@
 #include <sched.h>
 #include <time.h>
 
-void gh__spin_lock(atomic_flag *l)
+void gh__spin_lock_slow(atomic_flag *l)
 {
     unsigned spins = 0;
     while (atomic_flag_test_and_set_explicit(l, memory_order_acquire)) {

@@ -316,7 +316,11 @@ int gh_stats_hubs(gh_hub_stats *out, unsigned max)
     unsigned n = rt->nhubs < max ? rt->nhubs : max;
     for (unsigned i = 0; i < n; i++) {
         struct gh__hub *h = &rt->hubs[i];
-        int64_t alive = atomic_load_explicit(&h->sh.greenlets, memory_order_relaxed);
+        /* Three counters written at different times: the sum can be off
+         * by a greenlet in flight, never wrong for long; below 0 reads 0. */
+        int64_t alive = (int64_t)(atomic_load_explicit(&h->st.arrived, memory_order_relaxed) -
+                                  atomic_load_explicit(&h->st.ended, memory_order_relaxed) -
+                                  atomic_load_explicit(&h->sh.departed, memory_order_relaxed));
         /* woke first, with acquire (the hub stores it with release after
          * its sleeps increment): the sleeps read after it is at least as
          * new, so sleeps >= woke, and sleeps > woke means the hub slept at
