@@ -34,7 +34,7 @@ done
 if ((build)); then bench/build.sh; fi
 B=build-bench/bench P=build-bench/peers
 mkdir -p bench/results
-md=bench/results/latest.md csv=bench/results/latest.csv
+md=bench/results/latest.md csv=bench/results/latest.csv tsv=bench/results/peers.tsv
 ncpu=$(nproc)
 cpu_model=$( (lscpu 2>/dev/null || true) | sed -n 's/^Model name: *//p' | head -1)
 {
@@ -51,6 +51,7 @@ cpu_model=$( (lscpu 2>/dev/null || true) | sed -n 's/^Model name: *//p' | head -
     echo
 } > "$md"
 echo "bench,impl,threads,median,min,max,unit" > "$csv"
+: > "$tsv"
 cat "$md"
 
 # measure IMPL THREADS CMD... -> "median min max unit" over $runs runs.
@@ -107,9 +108,11 @@ core_scaling() {
     echo | tee -a "$md"
 }
 
-# row NAME UNIT GH_MEDIAN PEER_LABEL PEER_MEDIAN (lower is better)
+# row NAME UNIT GH_MEDIAN PEER_LABEL PEER_MEDIAN (lower is better); the
+# ratio also goes to peers.tsv for bench/charts.sh.
 row_lower() {
     echo "| $1 | $3 $2 | $4: $5 $2 | $(ratio "$5" "$3") |" | tee -a "$md"
+    printf '%s\t%s\t%s\n' "$1" "$4" "$(ratio "$5" "$3")" >> "$tsv"
 }
 
 full_suite() {
@@ -168,4 +171,5 @@ echo_bench() {
 core_scaling
 echo_bench
 [[ $mode == full ]] && full_suite
-echo "results: $md, $csv"
+bench/charts.sh bench/results
+echo "results: $md, $csv, bench/results/*.png"

@@ -8,7 +8,7 @@
 set -euo pipefail
 pkgs=(gcc make cmake pkg-config libuv1-dev libhwloc-dev libjemalloc-dev libcmocka-dev valgrind)
 case "${1:-}" in
---bench) pkgs+=(g++ golang-go libboost-context-dev) ;;
+--bench) pkgs+=(g++ golang-go libboost-context-dev gnuplot-nox) ;;
 --aarch64)
     pkgs+=(gcc-aarch64-linux-gnu qemu-user libc6:arm64 libuv1-dev:arm64
            libhwloc-dev:arm64 libcmocka-dev:arm64)
