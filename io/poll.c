@@ -418,6 +418,7 @@ static int wait_green(struct gh__hub *h, gh_greenlet *self, int fd, int events,
      * already have claimed it (see gh__waiter_arm). */
     uint64_t gen = gh__wait_open(self);
     p->regs[p->n++] = (struct gh__fdreg){ self, gen, events };
+    gh__stat_inc(&h->st.io_waits);
     int r = gh__park(self, gen, timeout_ms, NULL, NULL);
     if (r == GH_WAKE_EVENT)
         return 0;   /* the callback dropped the registration */

@@ -249,6 +249,8 @@ struct gh__stats_cells {             /* written by the owner hub, relaxed */
      * another hub.  Alive here = arrived - ended - departed. */
     _Atomic uint64_t arrived, ended;
     _Atomic uint64_t stacks_trimmed;
+    _Atomic uint64_t io_waits;       /* fd waits that parked here */
+    _Atomic uint64_t timers;         /* now: timer_len (timer.c) */
     _Atomic uint64_t woke;           /* back from a sleep; release store
                                       * (read before sleeps: see
                                       * gh_stats_hubs) */

@@ -339,6 +339,8 @@ int gh_stats_hubs(gh_hub_stats *out, unsigned max)
             .sleeps = sleeps,
             .wakeups = atomic_load_explicit(&h->st.wakeups, memory_order_relaxed),
             .stacks_trimmed = atomic_load_explicit(&h->st.stacks_trimmed, memory_order_relaxed),
+            .io_waits = atomic_load_explicit(&h->st.io_waits, memory_order_relaxed),
+            .timers = atomic_load_explicit(&h->st.timers, memory_order_relaxed),
             .woke = woke,
             .sleeping = sleeps > woke,
         };

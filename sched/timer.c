@@ -95,6 +95,12 @@ static bool entry_live(const struct gh__timer_ent *e)
     return atomic_load_explicit(&e->g->wait, memory_order_relaxed) == e->gen << 8;
 }
 
+/* Owner hub: publishes the heap's length for gh_stats_hubs (relaxed). */
+static void timers_published(struct gh__hub *h)
+{
+    atomic_store_explicit(&h->st.timers, h->timer_len, memory_order_relaxed);
+}
+
 /* Drops entries whose wait already ended, then rebuilds the heap. */
 static void compact(struct gh__hub *h)
 {
@@ -103,6 +109,7 @@ static void compact(struct gh__hub *h)
         if (entry_live(&h->timer_heap[i]))
             h->timer_heap[n++] = h->timer_heap[i];
     h->timer_len = n;
+    timers_published(h);
     for (size_t i = n / 2; i-- > 0;)
         sift_down(h->timer_heap, n, i);
     h->timer_compact_at = n * 2 > COMPACT_MIN ? n * 2 : COMPACT_MIN;
@@ -122,6 +129,7 @@ int gh__timer_add(struct gh__hub *h, uint64_t deadline_ns, gh_greenlet *g, uint6
     }
     h->timer_heap[h->timer_len] = (struct gh__timer_ent){ deadline_ns, g, gen };
     sift_up(h->timer_heap, h->timer_len++);
+    timers_published(h);
     if (h->timer_heap[0].g == g && h->timer_heap[0].gen == gen)
         arm(h);   /* the new entry is the earliest */
     return 0;
@@ -141,6 +149,7 @@ void gh__timers_run(struct gh__hub *h)
         gh__wake(e.g, e.gen, GH_WAKE_TIMEOUT);
         fired = true;
     }
+    timers_published(h);
     if (fired)
         arm(h);
 }

@@ -535,6 +535,58 @@ static void test_mirrors_block_a_plain_thread(void **state)
     assert_int_equal(gh_close(sv[1]), 0);
 }
 
+/* ---- per-hub I/O and timer figures (gh_stats_hubs) ---------------------------------- */
+
+static gh_hub_stats hub0_stats(void)
+{
+    gh_hub_stats st;
+    assert_int_equal(gh_stats_hubs(&st, 1), 1);
+    return st;
+}
+
+static void *late_write(void *arg)
+{
+    gh_sleep_ms(20);
+    return (void *)(intptr_t)gh_write((int)(intptr_t)arg, "x", 1);
+}
+
+static void *sleep_300(void *arg)
+{
+    gh_sleep_ms(300);
+    return arg;
+}
+
+static void *stats_main(void *arg)
+{
+    (void)arg;
+    int sv[2];
+    pair(sv);
+    uint64_t io0 = hub0_stats().io_waits;
+    gh_greenlet *w = gh_spawn(late_write, (void *)(intptr_t)sv[1]);
+    char c;
+    assert_int_equal(gh_read(sv[0], &c, 1), 1);   /* waits ~20 ms */
+    assert_int_equal(gh_join(w, NULL), 0);
+    uint64_t io1 = hub0_stats().io_waits;
+    if (io1 < io0 + 1)
+        fail_msg("io_waits went from %llu to %llu across a read that waited",
+                 (unsigned long long)io0, (unsigned long long)io1);
+
+    gh_greenlet *s = gh_spawn(sleep_300, NULL);
+    gh_sleep_ms(50);   /* our own entry is gone once we are back */
+    assert_int_equal(hub0_stats().timers, 1);      /* the sleeper's */
+    assert_int_equal(gh_join(s, NULL), 0);
+    assert_int_equal(hub0_stats().timers, 0);
+    assert_int_equal(gh_close(sv[0]), 0);
+    assert_int_equal(gh_close(sv[1]), 0);
+    return NULL;
+}
+
+static void test_stats_count_io_waits_and_pending_timers(void **state)
+{
+    (void)state;
+    gh_test_run(1, stats_main, NULL);
+}
+
 /* ---- gh_close wakes a plain thread blocked on the fd ------------------------------- */
 
 struct tclose {
@@ -1357,6 +1409,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_dial_times_out_against_a_full_listener),
     cmocka_unit_test(test_mirrors_block_a_plain_thread),
     cmocka_unit_test(test_close_wakes_a_plain_thread_blocked_on_the_fd),
+    cmocka_unit_test(test_stats_count_io_waits_and_pending_timers),
     cmocka_unit_test(test_blocking_runs_off_the_hub_while_it_runs_others),
     cmocka_unit_test(test_getaddrinfo_resolves_and_fails_cleanly),
     cmocka_unit_test(test_signal_wait_wakes_every_waiter_times_out_and_cancels),

@@ -34,6 +34,13 @@ typedef struct gh_hub_stats {      /* one hub; counters are totals since start *
     uint64_t stacks_trimmed;       /* stacks of ended greenlets whose pages
                                     * this hub gave back to the kernel; a
                                     * busy hub defers that until it is idle */
+    uint64_t io_waits;             /* times a greenlet parked here waiting
+                                    * for an fd (gh_wait_fd and the green
+                                    * calls, after EAGAIN) */
+    uint64_t timers;               /* now: timer entries queued on this hub
+                                    * (sleeps, wait timeouts, deadlines); a
+                                    * wait that ended early keeps its entry
+                                    * until it is due or swept out */
 } gh_hub_stats;
 
 /* Fills out[0..max) with the hubs of the running runtime and returns the
