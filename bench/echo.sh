@@ -1,26 +1,42 @@
 #!/usr/bin/env bash
 # bench/echo.sh [--time T] [--warmup W] [--runs N] [--conns "100 1000"]
-#               [--strace] [--scaling] [--no-build]
+#               [--load-threads L] [--strace] [--scaling] [--no-build]
 #
 # The echo benchmark, in one run on this machine: the same load generator
 # (bench_echo_load: N connections, 64-byte messages, one round trip in
-# flight per connection, every byte checked) against
+# flight per connection, every byte checked, spread over L threads with
+# an epoll set each) against
 #   - the greenlet server (bench_echo_server --greenlets, 1 hub),
 #   - the same handler as one thread per connection (--threads),
 #   - a libuv callback server on one loop (peers/uv/echo.c),
 #   - Go, one goroutine per connection, GOMAXPROCS=1 (peers/go/echo.go),
 # each server pinned to CPU 0 (`taskset -c 0`; with one hub, hwloc pins the
-# hub to CPU 0 as well) and the load generator to CPU 1, at each connection
-# count; then the I/O-bound core-scaling rows: the greenlet server with 1,
-# 2, ... hubs (hwloc pins hub i to core i), neither process restricted by
-# taskset.  Each figure is the median of N runs (default 3), each with a
-# fresh server, with the spread; p50/p99 latency and the CPU use of both
-# processes come from the median run (load CPU near 1.00 means the load
-# generator, not the server, may be the limit; "other CPU" is what the rest
-# of the machine used meanwhile: a run where it exceeds 0.15 cores is
-# repeated, up to 4 runs, and the least disturbed one is kept).  A wrong echo, or a server
+# hub to CPU 0 as well) and the load generator to the cores after it, at
+# each connection count; then the I/O-bound core-scaling rows: the greenlet
+# server with 1, 2, ... hubs (hwloc pins hub i to core i; no taskset), the
+# load generator pinned to the cores the hubs leave.  Each figure is the
+# median of N runs (default 3), each with a fresh server, with the spread;
+# p50/p99 latency and the CPU use of both processes come from the median
+# run (load CPU near its thread count means the load generator, not the
+# server, may be the limit; "other CPU" is what the rest of the machine
+# used meanwhile: a run where it exceeds 0.15 cores is repeated, up to 4
+# runs, and the least disturbed one is kept).  A wrong echo, or a server
 # that reports an error, stops the run.  Results: bench/results/echo.md and
 # echo.csv.
+#
+# Load threads (--load-threads L, or ECHO_LOAD_THREADS=L; default auto).
+# A server given S cores (1 in the pinned table, one per hub in the
+# scaling rows) leaves the other cores to the load generator: auto gives
+# it S + 1 threads, at most one per core left, pinned to those cores (the
+# first logical CPU of each, then their siblings).  One load thread did
+# about 1.25 times what one greenlet hub does (16 cores: ~200k msgs/s
+# saturated, against 159k for one hub), so one per server core keeps pace
+# only just; the extra one is headroom.  When the server takes every core
+# (the last scaling row) none is left: the load generator then shares them,
+# unpinned, with one thread per two cores.  A given L is used for every row,
+# pinned to at most L CPUs of the cores left (siblings too when L exceeds
+# them).  On 2 cores auto is one thread on CPU 1 for the pinned table
+# (server on one core, load on the other).
 #
 # --scaling runs only the core-scaling rows (bench/run.sh's quick mode).
 #
@@ -35,20 +51,26 @@ set -euo pipefail
 shopt -s inherit_errexit
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 T=5 W=1 runs=3 conns_list="100 1000" mode=table build=1
+load_threads=${ECHO_LOAD_THREADS:-auto}
 while [[ $# -gt 0 ]]; do
     case "$1" in
     --time) T="$2"; shift ;;
     --warmup) W="$2"; shift ;;
     --runs) runs="$2"; shift ;;
     --conns) conns_list="$2"; shift ;;
+    --load-threads) load_threads="$2"; shift ;;
     --strace) mode=strace ;;
     --scaling) mode=scaling ;;
     --no-build) build=0 ;;
-    *) echo "usage: $0 [--time T] [--warmup W] [--runs N] [--conns \"100 1000\"] [--strace] [--scaling] [--no-build]" >&2
+    *) echo "usage: $0 [--time T] [--warmup W] [--runs N] [--conns \"100 1000\"] [--load-threads L] [--strace] [--scaling] [--no-build]" >&2
        exit 2 ;;
     esac
     shift
 done
+if [[ ! $load_threads =~ ^(auto|[1-9][0-9]*)$ ]]; then
+    echo "echo.sh: --load-threads / ECHO_LOAD_THREADS must be auto or a positive count" >&2
+    exit 2
+fi
 
 # One descriptor per connection on each side, plus the listener and a few.
 ulimit -n "$(ulimit -Hn)"
@@ -80,7 +102,43 @@ GREEN=(env GREENHUB_HUBS=1 taskset -c 0 "$B/bench_echo_server" --greenlets)
 THREADS=(taskset -c 0 "$B/bench_echo_server" --threads)
 UV=(taskset -c 0 "$P/uv_echo")
 GO=(env GOMAXPROCS=1 taskset -c 0 "$P/go_echo")
-LOAD_PINNED=(taskset -c 1)
+
+# The machine's physical cores in hwloc's order (the order hubs take
+# them), one line each: its logical CPUs, lowest first.  Without lscpu:
+# one core per CPU.
+core_map=$(lscpu -p=CPU,CORE 2>/dev/null |
+           awk -F, '!/^#/ { cpus[$2] = cpus[$2] " " $1 } END { for (c in cpus) print c cpus[c] }' |
+           sort -n | cut -d' ' -f2-) || true
+[[ -n $core_map ]] || core_map=$(seq 0 $((ncpu - 1)))
+ncores=$(wc -l <<<"$core_map")
+
+# free_cpus S N -> up to N CPUs (comma list) of the cores after the first
+# S: the first CPU of each core, then the siblings.
+free_cpus() {
+    tail -n +"$(($1 + 1))" <<<"$core_map" |
+        awk -v n="$2" '{ for (i = 1; i <= NF; i++) cpu[NR, i] = $i; if (NF > w) w = NF }
+            END { for (i = 1; i <= w; i++) for (r = 1; r <= NR; r++)
+                      if ((r, i) in cpu && k < n) out = out (k++ ? "," : "") cpu[r, i]
+                  print out }'
+}
+
+# load_plan SERVER-CORES -> "THREADS CPUS": the load generator's thread
+# count and the CPUs it is pinned to (none: unpinned), beside a server
+# that uses the first SERVER-CORES cores (see the top of this file).
+load_plan() {
+    local left=$((ncores - $1)) t=$load_threads
+    if [[ $t == auto ]]; then
+        t=$(( $1 + 1 < left ? $1 + 1 : left ))
+        ((left > 0)) || t=$(( ncores / 2 > 1 ? ncores / 2 : 1 ))
+    fi
+    if ((left > 0)); then echo "$t $(free_cpus "$1" "$t")"; else echo "$t"; fi
+}
+
+# The load generator beside the servers pinned to CPU 0 (core 0); on one
+# CPU it cannot be pinned elsewhere.
+read -r LOAD_THREADS LOAD_CPUS <<<"$(load_plan 1)"
+LOAD_PINNED=()
+[[ -n $LOAD_CPUS ]] && LOAD_PINNED=(taskset -c "$LOAD_CPUS")
 
 # Servers stop on SIGTERM; the duration only bounds a run that went wrong.
 server_limit=$((W + T + 60))
@@ -130,11 +188,13 @@ stop_server() {
 # field NAME LINE -> the value of NAME= in a RESULT line
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
 
-# load CONNS IMPL THREADS [PIN...] -> the RESULT line (stops on a wrong one)
+# load CONNS IMPL THREADS LOAD-THREADS [PIN...] -> the RESULT line (stops on
+# a wrong one)
 load() {
-    local c="$1" impl="$2" threads="$3" line; shift 3
+    local c="$1" impl="$2" threads="$3" lt="$4" line; shift 4
     line=$("$@" "$B/bench_echo_load" --port "$port" --conns "$c" --warmup "$W" --time "$T" \
-                --impl "$impl" --threads "$threads" --pid "$srv_pid" --connect-wait 5000 |
+                --impl "$impl" --threads "$threads" --load-threads "$lt" --pid "$srv_pid" \
+                --connect-wait 5000 |
            grep '^RESULT') || { server_state; die "FAILED: load generator against $impl"; }
     [[ $line == *check=ok* ]] || die "WRONG RESULT: $line"
     echo "$line"
@@ -152,16 +212,19 @@ other_cpu() {
 # softirq time) shows here too, a few hundredths of a core.
 max_other=0.15 tries=4
 
-# run_once CONNS IMPL THREADS LOADPIN(0|1) SERVER-CMD... -> a RESULT line.
+# run_once CONNS IMPL THREADS SERVER-CORES SERVER-CMD... -> a RESULT line;
+# the load generator as load_plan SERVER-CORES says.
 # A run during which other processes used more than $max_other cores is
 # repeated after a pause, up to $tries runs; then the least disturbed one
 # is kept (its "other CPU" shows in the table).
 run_once() {
-    local c="$1" impl="$2" threads="$3" pinload="$4" line t o best="" best_o=99 pin=(); shift 4
-    ((pinload)) && pin=("${LOAD_PINNED[@]}")
+    local c="$1" impl="$2" threads="$3" lt cpus line t o best="" best_o=99 pin=()
+    read -r lt cpus <<<"$(load_plan "$4")"
+    shift 4
+    [[ -n $cpus ]] && pin=(taskset -c "$cpus")
     for ((t = 1; t <= tries; t++)); do
         start_server "$@"
-        line=$(load "$c" "$impl" "$threads" "${pin[@]}") || die "stopped"
+        line=$(load "$c" "$impl" "$threads" "$lt" "${pin[@]}") || die "stopped"
         stop_server
         o=$(other_cpu "$line")
         if awk -v o="$o" -v b="$best_o" 'BEGIN { exit !(o < b) }'; then
@@ -174,9 +237,9 @@ run_once() {
     echo "$best"
 }
 
-# measure CONNS IMPL THREADS LOADPIN SERVER-CMD... ->
-#   "median min max p50 p99 server_cpu load_cpu other_cpu" over $runs
-#   fresh servers; p50.. are the median run's
+# measure CONNS IMPL THREADS SERVER-CORES SERVER-CMD... ->
+#   "median min max p50 p99 server_cpu load_cpu other_cpu load_threads"
+#   over $runs fresh servers; p50.. are the median run's
 measure() {
     local c="$1" impl="$2" threads="$3" lines=() r line
     for ((r = 0; r < runs; r++)); do
@@ -190,7 +253,7 @@ measure() {
     v=$(field value "$med")
     min=$(head -1 <<<"$sorted" | cut -d' ' -f1)
     max=$(tail -1 <<<"$sorted" | cut -d' ' -f1)
-    rest="$(field p50_us "$med") $(field p99_us "$med") $(field server_cpu "$med") $(field load_cpu "$med") $(other_cpu "$med")"
+    rest="$(field p50_us "$med") $(field p99_us "$med") $(field server_cpu "$med") $(field load_cpu "$med") $(other_cpu "$med") $(field load_threads "$med")"
     echo "echo,$impl,$threads,$c,$v,$min,$max,${rest// /,}" >>"$csv"
     echo "$v $min $max $rest"
 }
@@ -200,15 +263,25 @@ k() { awk -v a="$1" 'BEGIN { printf "%.1fk", a / 1000 }'; }
 
 # row CONNS LABEL GREEN_MEDIAN FIGURES...
 row() {
-    local c="$1" label="$2" gm="$3" v min max p50 p99 scpu lcpu ocpu
-    read -r v min max p50 p99 scpu lcpu ocpu <<<"$4"
+    local c="$1" label="$2" gm="$3" v min max p50 p99 scpu lcpu ocpu lthr
+    read -r v min max p50 p99 scpu lcpu ocpu lthr <<<"$4"
     local rat="—"
     [[ $label != greenhub* ]] && rat=$(ratio "$gm" "$v")
     echo "| $c | $label | $(k "$v") ($(k "$min")-$(k "$max")) | $p50 / $p99 | $scpu | $lcpu | $ocpu | $rat |" | tee -a "$md"
 }
 
+# load_desc THREADS [CPUS] -> "2 threads on CPUs 1,2", "1 thread, unpinned"
+load_desc() {
+    local s=""
+    (($1 > 1)) && s=s
+    if [[ -z ${2:-} ]]; then echo "$1 thread$s, unpinned"
+    elif [[ $2 == *,* ]]; then echo "$1 thread$s on CPUs $2"
+    else echo "$1 thread$s on CPU $2"
+    fi
+}
+
 pinned_table() {
-    echo "## Echo, 64-byte messages: server on CPU 0, load generator on CPU 1" | tee -a "$md"
+    echo "## Echo, 64-byte messages: server on CPU 0, load generator ($(load_desc "$LOAD_THREADS" "$LOAD_CPUS"))" | tee -a "$md"
     echo | tee -a "$md"
     echo "| conns | server | msgs/s median (min-max) | p50 / p99 µs | server CPU | load CPU | other CPU | greenhub / this |" | tee -a "$md"
     echo "|---|---|---|---|---|---|---|---|" | tee -a "$md"
@@ -234,19 +307,21 @@ hub_counts() {
 }
 
 scaling_table() {
-    echo "## I/O-bound core scaling: greenlet server with 1..$ncpu hubs (hubs pinned by hwloc; no taskset; the load generator shares the cores)" | tee -a "$md"
+    echo "## I/O-bound core scaling: greenlet server with 1..$ncpu hubs (hubs pinned by hwloc; no taskset; the load generator pinned to the cores the hubs leave, unpinned when none is left)" | tee -a "$md"
     echo | tee -a "$md"
-    echo "| conns | hubs | msgs/s median (min-max) | speedup | p50 / p99 µs | server CPU | load CPU | other CPU |" | tee -a "$md"
-    echo "|---|---|---|---|---|---|---|---|" | tee -a "$md"
-    local c h first v min max p50 p99 scpu lcpu ocpu
+    echo "| conns | hubs | msgs/s median (min-max) | speedup | p50 / p99 µs | server CPU | load CPU | other CPU | load generator |" | tee -a "$md"
+    echo "|---|---|---|---|---|---|---|---|---|" | tee -a "$md"
+    local c h s first v min max p50 p99 scpu lcpu ocpu lthr cpus
     for c in $conns_list; do
         first=""
         for h in $(hub_counts); do
             echo "   ... $c connections, $h hub(s)" >&2
-            read -r v min max p50 p99 scpu lcpu ocpu < <(measure "$c" greenhub "$h" 0 \
+            s=$(( h < ncores ? h : ncores ))
+            read -r v min max p50 p99 scpu lcpu ocpu lthr < <(measure "$c" greenhub "$h" "$s" \
                 env GREENHUB_HUBS="$h" "$B/bench_echo_server" --greenlets)
             [[ -z $first ]] && first=$v
-            echo "| $c | $h | $(k "$v") ($(k "$min")-$(k "$max")) | $(ratio "$v" "$first")x | $p50 / $p99 | $scpu | $lcpu | $ocpu |" | tee -a "$md"
+            read -r _ cpus <<<"$(load_plan "$s")"
+            echo "| $c | $h | $(k "$v") ($(k "$min")-$(k "$max")) | $(ratio "$v" "$first")x | $p50 / $p99 | $scpu | $lcpu | $ocpu | $(load_desc "$lthr" "$cpus") |" | tee -a "$md"
         done
     done
     echo | tee -a "$md"
@@ -283,7 +358,8 @@ trace_one() {
     [[ -n $srv_pid ]] || die "echo.sh: $tool did not start the server"
     local out total
     out=$("${LOAD_PINNED[@]}" "$B/bench_echo_load" --port "$port" --conns "$c" --warmup "$W" \
-          --time "$T" --impl "$label" --pid "$srv_pid" --connect-wait 10000) || die "FAILED: $out"
+          --time "$T" --impl "$label" --load-threads "$LOAD_THREADS" --pid "$srv_pid" \
+          --connect-wait 10000) || die "FAILED: $out"
     [[ $(grep '^RESULT' <<<"$out") == *check=ok* ]] || die "WRONG RESULT: $out"
     total=$(sed -n 's/.* total=\([0-9]*\).*/\1/p' <<<"$out")
     stop_server "$tracer"
@@ -304,7 +380,7 @@ trace_table() {
     else
         echo "(perf with tracepoints unavailable: strace counts only)" >&2
     fi
-    echo "## System calls per echo round trip (server on CPU 0, load generator on CPU 1, 100 connections)" | tee -a "$md"
+    echo "## System calls per echo round trip (server on CPU 0, load generator ($(load_desc "$LOAD_THREADS" "$LOAD_CPUS")), 100 connections)" | tee -a "$md"
     echo | tee -a "$md"
     echo "Whole server life (start-up, accepts) over every round trip. strace -f -c slows the server" \
          "several-fold, so a read more often finds the next message already there; perf stat" \
@@ -334,7 +410,7 @@ cpu_model=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
          "median of $runs runs (fresh server each), spread min-max; CPU = cores used over the measured seconds."
     echo
 } >"$md"
-echo "bench,impl,threads,conns,median,min,max,p50_us,p99_us,server_cpu,load_cpu,other_cpu" >"$csv"
+echo "bench,impl,threads,conns,median,min,max,p50_us,p99_us,server_cpu,load_cpu,other_cpu,load_threads" >"$csv"
 cat "$md"
 if [[ $mode == strace ]]; then
     trace_table
