@@ -90,20 +90,29 @@ hub_counts() {
 core_scaling() {
     echo "## Core scaling: CPU-bound (4000 tasks x 100000 xorshift steps, 3 yields each, all spawned from one greenlet)" | tee -a "$md"
     echo | tee -a "$md"
-    local head="| hubs | greenhub tasks/s (spread) | speedup | Go tasks/s (spread) | Go speedup | greenhub/Go |"
+    echo "Go with GOMAXPROCS = hubs; Boost.Fiber with that many threads (not pinned), each on its" \
+         "work_stealing algorithm (one thread: round_robin, see bench/peers/README.md)." \
+         "Speedups are over each one's own 1-hub/1-thread figure." | tee -a "$md"
+    echo | tee -a "$md"
+    local head="| hubs | greenhub tasks/s (spread) | speedup | Go tasks/s (spread) | Go speedup | greenhub/Go | Boost.Fiber tasks/s (spread) | Boost.Fiber speedup | greenhub/Boost.Fiber |"
     echo "$head" | tee -a "$md"
-    echo "|---|---|---|---|---|---|" | tee -a "$md"
-    local g1="" o1=""
+    echo "|---|---|---|---|---|---|---|---|---|" | tee -a "$md"
+    local g1="" o1="" b1=""
     for h in $(hub_counts); do
         echo "   ... $h hub(s)" >&2
         read -r gm gmin gmax _ < <(GREENHUB_HUBS=$h measure greenhub "$h" "$B/bench_cpu")
-        local om="" omin="" omax="" osp="n/a" rat="n/a"
+        local om="" omin="" omax="" osp="n/a" rat="n/a" ocol="unavailable"
         if [[ -x $P/go_cpu ]]; then
             read -r om omin omax _ < <(GOMAXPROCS=$h measure go "$h" "$P/go_cpu")
         fi
-        [[ -z $g1 ]] && g1=$gm && o1=$om
-        [[ -n $om ]] && osp=$(ratio "$om" "$o1") && rat=$(ratio "$gm" "$om")
-        echo "| $h | $gm ($gmin-$gmax) | $(ratio "$gm" "$g1")x | ${om:-unavailable} (${omin}-${omax}) | ${osp}x | $rat |" | tee -a "$md"
+        local bm="" bmin="" bmax="" bsp="n/a" brat="n/a" bcol="unavailable"
+        if [[ -x $P/boost_fiber_cpu ]]; then
+            read -r bm bmin bmax _ < <(BOOST_FIBER_THREADS=$h measure boost_fiber "$h" "$P/boost_fiber_cpu")
+        fi
+        [[ -z $g1 ]] && g1=$gm && o1=$om && b1=$bm
+        [[ -n $om ]] && ocol="$om ($omin-$omax)" && osp="$(ratio "$om" "$o1")x" && rat=$(ratio "$gm" "$om")
+        [[ -n $bm ]] && bcol="$bm ($bmin-$bmax)" && bsp="$(ratio "$bm" "$b1")x" && brat=$(ratio "$gm" "$bm")
+        echo "| $h | $gm ($gmin-$gmax) | $(ratio "$gm" "$g1")x | $ocol | $osp | $rat | $bcol | $bsp | $brat |" | tee -a "$md"
     done
     echo | tee -a "$md"
 }
@@ -120,14 +129,17 @@ full_suite() {
     echo | tee -a "$md"
     echo "| benchmark | greenhub | peer | peer / greenhub (above 1: greenhub ahead) |" | tee -a "$md"
     echo "|---|---|---|---|" | tee -a "$md"
-    local gs bs os
+    local gs bs os bf="Boost.Fiber, work_stealing on $ncpu threads"
+    ((ncpu == 1)) && bf="Boost.Fiber, 1 thread (round_robin)"
     read -r gs _ < <(measure greenhub 1 "$B/bench_switch")
     [[ -x $P/boost_switch ]] && { read -r bs _ < <(measure boost 1 "$P/boost_switch"); row_lower "switch (1 hub)" ns "$gs" "Boost.Context fiber" "$bs"; }
     [[ -x $P/go_switch ]] && { read -r os _ < <(measure go 1 "$P/go_switch"); row_lower "switch (1 hub)" ns "$gs" "Go Gosched" "$os"; }
     read -r gs _ < <(GREENHUB_HUBS=$ncpu measure greenhub "$ncpu" "$B/bench_spawn")
     [[ -x $P/go_spawn ]] && { read -r os _ < <(GOMAXPROCS=$ncpu measure go "$ncpu" "$P/go_spawn"); row_lower "spawn+join ($ncpu hubs)" ns "$gs" "Go goroutine" "$os"; }
+    [[ -x $P/boost_fiber_spawn ]] && { read -r os _ < <(BOOST_FIBER_THREADS=$ncpu measure boost_fiber "$ncpu" "$P/boost_fiber_spawn"); row_lower "spawn+join ($ncpu hubs)" ns "$gs" "$bf" "$os"; }
     read -r gs _ < <(GREENHUB_HUBS=$ncpu measure greenhub "$ncpu" "$B/bench_skynet")
     [[ -x $P/go_skynet ]] && { read -r os _ < <(GOMAXPROCS=$ncpu measure go "$ncpu" "$P/go_skynet"); row_lower "skynet 1M ($ncpu hubs)" ms "$gs" "Go" "$os"; }
+    [[ -x $P/boost_fiber_skynet ]] && { read -r os _ < <(BOOST_FIBER_THREADS=$ncpu measure boost_fiber "$ncpu" "$P/boost_fiber_skynet"); row_lower "skynet 1M ($ncpu hubs)" ms "$gs" "$bf" "$os"; }
     # Sync primitives (bench/sync.c): ns per round trip through two
     # capacity-1 queues, and ns per lock+unlock of one contended mutex.
     read -r gs _ < <(GREENHUB_HUBS=1 measure greenhub 1 "$B/bench_sync" pingpong)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Build the peer benchmarks (Go, Boost.Context, libuv, pthread/serial C) into
-# $1 (default: bench/peers/out). Skips Go / Boost / libuv with a message when
-# missing.
+# Build the peer benchmarks (Go, Boost.Context, Boost.Fiber, libuv,
+# pthread/serial C) into $1 (default: bench/peers/out). Skips Go / Boost /
+# Boost.Fiber / libuv with a message when missing.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -30,6 +30,26 @@ if echo '#include <boost/context/fiber.hpp>' | "$CXX" -std=c++14 -x c++ -fsyntax
     build boost_switch "$CXX" -O2 -std=c++14 -o "$out/boost_switch" "$here/boost/switch.cpp" -lboost_context
 else
     echo "peer boost: unavailable (install libboost-context-dev)"
+fi
+
+# Boost.Fiber (work_stealing on N threads): the headers come with
+# libboost1.74-dev, the library only with libboost-fiber-dev, so try a link.
+# Linked with jemalloc when it is there, the allocator greenhub's own
+# benchmarks use (fiber stacks come from malloc).
+if echo 'int main() { boost::fibers::fiber([] {}).join(); }' |
+    "$CXX" -std=c++14 -include boost/fiber/all.hpp -x c++ - -o /dev/null \
+        -lboost_fiber -lboost_context -pthread >/dev/null 2>&1; then
+    bf_libs=(-lboost_fiber -lboost_context -pthread)
+    if pkg-config --exists jemalloc 2>/dev/null; then
+        # shellcheck disable=SC2207  # pkg-config prints several flags
+        bf_libs+=($(pkg-config --libs jemalloc))
+    fi
+    for p in cpu spawn skynet; do
+        build "boost_fiber_$p" "$CXX" -O2 -std=c++14 -Wall -Wextra -o "$out/boost_fiber_$p" \
+            "$here/boost/$p.cpp" "${bf_libs[@]}"
+    done
+else
+    echo "peer boost.fiber: unavailable (install libboost-fiber-dev)"
 fi
 
 if pkg-config --exists libuv 2>/dev/null; then
