@@ -2,7 +2,8 @@
 # bench/charts.sh [DIR] — draws the suite's charts (PNG, gnuplot) from the
 # results bench/run.sh wrote to DIR (default bench/results):
 #   scaling_cpu.png   CPU-bound core scaling: speedup over 1 hub (1 thread)
-#                     against hubs, greenhub and Go, with the ideal line;
+#                     against hubs, greenhub, Go and Boost.Fiber, with the
+#                     ideal line;
 #                     from latest.csv (bench=cpu).
 #   scaling_echo.png  I/O-bound core scaling: the greenlet echo server's
 #                     msgs/s over its 1-hub figure, at the largest
@@ -46,7 +47,7 @@ scaling_chart() {   # NAME TITLE YLABEL DATAFILE... (as "label:file")
 $term
 set output '$out'
 set title '$title'
-set xlabel 'hubs (Go: GOMAXPROCS)'
+set xlabel 'hubs (Go: GOMAXPROCS; Boost.Fiber: threads)'
 set ylabel '$ylabel'
 set key top left
 set grid
@@ -61,11 +62,12 @@ EOF
 cpu_chart() {
     local csv="$dir/latest.csv"
     [[ -s $csv ]] || { echo "charts: $csv missing: scaling_cpu.png skipped"; return; }
-    for impl in greenhub go; do
+    for impl in greenhub go boost_fiber; do
         awk -F, -v i="$impl" '$1 == "cpu" && $2 == i { print $3, $4 }' "$csv" | speedups > "$tmp/cpu_$impl"
     done
     scaling_chart scaling_cpu.png 'Core scaling, CPU-bound (all tasks spawned from one greenlet)' \
-        'speedup over 1 hub' "greenhub:$tmp/cpu_greenhub" "Go:$tmp/cpu_go"
+        'speedup over 1 hub (1 thread)' "greenhub:$tmp/cpu_greenhub" "Go:$tmp/cpu_go" \
+        "Boost.Fiber work_stealing:$tmp/cpu_boost_fiber"
 }
 
 echo_chart() {

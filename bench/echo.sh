@@ -10,6 +10,8 @@
 #   - the same handler as one thread per connection (--threads),
 #   - a libuv callback server on one loop (peers/uv/echo.c),
 #   - Go, one goroutine per connection, GOMAXPROCS=1 (peers/go/echo.go),
+#   - gevent, one greenlet per connection, gevent.server.StreamServer, one
+#     thread (peers/gevent/echo.py; its row says so when gevent is missing),
 # each server pinned to CPU 0 (`taskset -c 0`; with one hub, hwloc pins the
 # hub to CPU 0 as well) and the load generator to the cores after it, at
 # each connection count; then the I/O-bound core-scaling rows: the greenlet
@@ -102,6 +104,15 @@ GREEN=(env GREENHUB_HUBS=1 taskset -c 0 "$B/bench_echo_server" --greenlets)
 THREADS=(taskset -c 0 "$B/bench_echo_server" --threads)
 UV=(taskset -c 0 "$P/uv_echo")
 GO=(env GOMAXPROCS=1 taskset -c 0 "$P/go_echo")
+# gevent: bench/peers/gevent/echo.py, run by the first python3 that imports
+# gevent (GEVENT_PY stays empty when none does, and its rows say so).
+GEVENT_PY=""
+for py in python3 /usr/bin/python3; do
+    if command -v "$py" >/dev/null && "$py" -c 'import gevent' 2>/dev/null; then
+        GEVENT_PY=$(command -v "$py"); break
+    fi
+done
+GEVENT=(taskset -c 0 "$GEVENT_PY" bench/peers/gevent/echo.py)
 
 # The machine's physical cores in hwloc's order (the order hubs take
 # them), one line each: its logical CPUs, lowest first.  Without lscpu:
@@ -295,6 +306,11 @@ pinned_table() {
             row "$c" "libuv, one loop, callbacks" "${g%% *}" "$(measure "$c" libuv 1 1 "${UV[@]}")"
         [[ -x $P/go_echo ]] &&
             row "$c" "Go, goroutine per connection, GOMAXPROCS=1" "${g%% *}" "$(measure "$c" go 1 1 "${GO[@]}")"
+        if [[ -n $GEVENT_PY ]]; then
+            row "$c" "gevent, greenlet per connection (StreamServer), one thread" "${g%% *}" "$(measure "$c" gevent 1 1 "${GEVENT[@]}")"
+        else
+            echo "| $c | gevent: unavailable (python3-gevent not installed) | — | — | — | — | — | — |" | tee -a "$md"
+        fi
     done
     echo | tee -a "$md"
 }
@@ -324,6 +340,8 @@ scaling_table() {
             echo "| $c | $h | $(k "$v") ($(k "$min")-$(k "$max")) | $(ratio "$v" "$first")x | $p50 / $p99 | $scpu | $lcpu | $ocpu | $(load_desc "$lthr" "$cpus") |" | tee -a "$md"
         done
     done
+    echo | tee -a "$md"
+    echo "gevent: one thread only, no core scaling." | tee -a "$md"
     echo | tee -a "$md"
 }
 
@@ -394,6 +412,7 @@ trace_table() {
         trace_one "$t" "thread per connection" "${THREADS[@]}"
         [[ -x $P/uv_echo ]] && trace_one "$t" "libuv" "${UV[@]}"
         [[ -x $P/go_echo ]] && trace_one "$t" "Go, GOMAXPROCS=1" "${GO[@]}"
+        [[ -n $GEVENT_PY ]] && trace_one "$t" "gevent" "${GEVENT[@]}"
     done
     echo | tee -a "$md"
 }

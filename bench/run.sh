@@ -33,6 +33,16 @@ done
 
 if ((build)); then bench/build.sh; fi
 B=build-bench/bench P=build-bench/peers
+# gevent peer (bench/peers/gevent/*.py): Python scripts, nothing to build,
+# run by the first python3 that imports gevent (Debian's python3-gevent is
+# for /usr/bin/python3; a pyenv or venv python3 first on PATH may lack it).
+# gpy stays empty when none does, and the gevent rows say so.
+GV=bench/peers/gevent gpy=""
+for py in python3 /usr/bin/python3; do
+    if command -v "$py" >/dev/null && "$py" -c 'import gevent' 2>/dev/null; then
+        gpy=$(command -v "$py"); break
+    fi
+done
 mkdir -p bench/results
 md=bench/results/latest.md csv=bench/results/latest.csv tsv=bench/results/peers.tsv
 ncpu=$(nproc)
@@ -115,6 +125,26 @@ core_scaling() {
         echo "| $h | $gm ($gmin-$gmax) | $(ratio "$gm" "$g1")x | $ocol | $osp | $rat | $bcol | $bsp | $brat |" | tee -a "$md"
     done
     echo | tee -a "$md"
+    # gevent runs one thread: no core scaling, and said so rather than left
+    # out.  Its cpu.py does 1/100 of the steps (ITERS=1000, T=4000: Python
+    # takes ~0.25 us a step), so it stands beside greenhub at that size.
+    echo "### The same work at 1/100 of the steps (4000 tasks x 1000 xorshift steps), beside gevent" | tee -a "$md"
+    echo | tee -a "$md"
+    echo "| hubs | greenhub tasks/s (spread) | gevent tasks/s (spread) | greenhub/gevent |" | tee -a "$md"
+    echo "|---|---|---|---|" | tee -a "$md"
+    local vm vmin vmax
+    for h in $(hub_counts); do
+        read -r gm gmin gmax _ < <(GREENHUB_HUBS=$h measure greenhub-iters1000 "$h" "$B/bench_cpu" 4000 1000)
+        if [[ -z $gpy ]]; then
+            echo "| $h | $gm ($gmin-$gmax) | gevent: unavailable (python3-gevent not installed) | n/a |" | tee -a "$md"
+        elif ((h == 1)); then
+            read -r vm vmin vmax _ < <(measure gevent-iters1000 1 "$gpy" "$GV/cpu.py" 4000 1000)
+            echo "| $h | $gm ($gmin-$gmax) | $vm ($vmin-$vmax) | $(ratio "$gm" "$vm") |" | tee -a "$md"
+        else
+            echo "| $h | $gm ($gmin-$gmax) | $("$gpy" "$GV/cpu.py" --threads "$h") | n/a |" | tee -a "$md"
+        fi
+    done
+    echo | tee -a "$md"
 }
 
 # row NAME UNIT GH_MEDIAN PEER_LABEL PEER_MEDIAN (lower is better); the
@@ -122,6 +152,20 @@ core_scaling() {
 row_lower() {
     echo "| $1 | $3 $2 | $4: $5 $2 | $(ratio "$5" "$3") |" | tee -a "$md"
     printf '%s\t%s\t%s\n' "$1" "$4" "$(ratio "$5" "$3")" >> "$tsv"
+}
+
+# gevent_row NAME UNIT GH_MEDIAN LABEL SCALE SCRIPT [ARGS...]: row_lower
+# beside greenhub for bench/peers/gevent/SCRIPT ARGS (one thread, median
+# times SCALE, for a script run at a fraction of greenhub's size), or a row
+# saying gevent is unavailable.
+gevent_row() {
+    local name="$1" unit="$2" gh="$3" label="$4" scale="$5" script="$6" v; shift 6
+    if [[ -z $gpy ]]; then
+        echo "| $name | $gh $unit | gevent: unavailable (python3-gevent not installed) | n/a |" | tee -a "$md"
+        return
+    fi
+    read -r v _ < <(measure gevent 1 "$gpy" "$GV/$script" "$@")
+    row_lower "$name" "$unit" "$gh" "$label" "$(awk -v v="$v" -v s="$scale" 'BEGIN { printf "%.2f", v * s }')"
 }
 
 full_suite() {
@@ -134,21 +178,29 @@ full_suite() {
     read -r gs _ < <(measure greenhub 1 "$B/bench_switch")
     [[ -x $P/boost_switch ]] && { read -r bs _ < <(measure boost 1 "$P/boost_switch"); row_lower "switch (1 hub)" ns "$gs" "Boost.Context fiber" "$bs"; }
     [[ -x $P/go_switch ]] && { read -r os _ < <(measure go 1 "$P/go_switch"); row_lower "switch (1 hub)" ns "$gs" "Go Gosched" "$os"; }
+    gevent_row "switch (1 hub)" ns "$gs" "gevent.sleep(0), 1 thread" 1 switch.py
     read -r gs _ < <(GREENHUB_HUBS=$ncpu measure greenhub "$ncpu" "$B/bench_spawn")
     [[ -x $P/go_spawn ]] && { read -r os _ < <(GOMAXPROCS=$ncpu measure go "$ncpu" "$P/go_spawn"); row_lower "spawn+join ($ncpu hubs)" ns "$gs" "Go goroutine" "$os"; }
+    read -r gs _ < <(GREENHUB_HUBS=1 measure greenhub 1 "$B/bench_spawn")
+    gevent_row "spawn+join (1 hub)" ns "$gs" "gevent greenlet, 1 thread" 1 spawn.py
     [[ -x $P/boost_fiber_spawn ]] && { read -r os _ < <(BOOST_FIBER_THREADS=$ncpu measure boost_fiber "$ncpu" "$P/boost_fiber_spawn"); row_lower "spawn+join ($ncpu hubs)" ns "$gs" "$bf" "$os"; }
     read -r gs _ < <(GREENHUB_HUBS=$ncpu measure greenhub "$ncpu" "$B/bench_skynet")
     [[ -x $P/go_skynet ]] && { read -r os _ < <(GOMAXPROCS=$ncpu measure go "$ncpu" "$P/go_skynet"); row_lower "skynet 1M ($ncpu hubs)" ms "$gs" "Go" "$os"; }
+    read -r gs _ < <(GREENHUB_HUBS=1 measure greenhub 1 "$B/bench_skynet")
+    gevent_row "skynet 1M (1 hub)" ms "$gs" "gevent, 1 thread: 100k-leaf tree, time x10" 10 skynet.py
     [[ -x $P/boost_fiber_skynet ]] && { read -r os _ < <(BOOST_FIBER_THREADS=$ncpu measure boost_fiber "$ncpu" "$P/boost_fiber_skynet"); row_lower "skynet 1M ($ncpu hubs)" ms "$gs" "$bf" "$os"; }
     # Sync primitives (bench/sync.c): ns per round trip through two
     # capacity-1 queues, and ns per lock+unlock of one contended mutex.
     read -r gs _ < <(GREENHUB_HUBS=1 measure greenhub 1 "$B/bench_sync" pingpong)
     [[ -x $P/go_sync ]] && { read -r os _ < <(measure go 1 "$P/go_sync" pingpong); row_lower "channel ping-pong (1 hub)" ns "$gs" "Go chan, GOMAXPROCS=1" "$os"; }
+    gevent_row "channel ping-pong (1 hub)" ns "$gs" "gevent Queue(maxsize=1), 1 thread" 1 sync.py pingpong
     [[ -x $P/pthread_sync ]] && { read -r os _ < <(measure pthread 2 "$P/pthread_sync" pingpong 100000); row_lower "channel ping-pong (1 hub)" ns "$gs" "pthreads: mutex+cond queues, 2 unpinned threads, 100k trips" "$os"; }
     read -r gs _ < <(GREENHUB_HUBS=$ncpu measure greenhub "$ncpu" "$B/bench_sync" mutex 100 10000)
     [[ -x $P/go_sync ]] && { read -r os _ < <(GOMAXPROCS=$ncpu measure go "$ncpu" "$P/go_sync" mutex 100 10000); row_lower "contended mutex ($ncpu hubs, 100 x 10,000)" ns "$gs" "Go sync.Mutex, 100 goroutines" "$os"; }
     local nt=$((4 * ncpu))
     [[ -x $P/pthread_sync ]] && { read -r os _ < <(measure pthread "$nt" "$P/pthread_sync" mutex 100 10000 "$nt"); row_lower "contended mutex ($ncpu hubs, 100 x 10,000)" ns "$gs" "pthread_mutex, $nt threads, same 1,000,000 increments" "$os"; }
+    read -r gs _ < <(GREENHUB_HUBS=1 measure greenhub 1 "$B/bench_sync" mutex 100 10000)
+    gevent_row "mutex (1 hub, 100 x 10,000; gevent never preempts: never contended)" ns "$gs" "gevent BoundedSemaphore, 100 greenlets" 1 sync.py mutex 100 10000
     # us per round trip of a token handed between hubs 0 and 1 through two
     # gh_events (greenlets pinned; two threads pinned to two CPUs for
     # pthreads), on 2+ CPUs only; ns per lock+unlock of a mutex nobody else
@@ -156,13 +208,16 @@ full_suite() {
     if ((ncpu >= 2)); then
         read -r gs _ < <(GREENHUB_HUBS=2 measure greenhub 2 "$B/bench_sync" xping)
         [[ -x $P/pthread_sync ]] && { read -r os _ < <(measure pthread 2 "$P/pthread_sync" xping); row_lower "cross-hub event ping-pong (2 hubs pinned)" us "$gs" "pthreads: mutex+cond, 2 threads pinned to 2 CPUs" "$os"; }
+        [[ -n $gpy ]] && echo "| cross-hub event ping-pong (2 hubs pinned) | $gs us | $("$gpy" "$GV/sync.py" xping) | n/a |" | tee -a "$md"
     fi
     read -r gs _ < <(GREENHUB_HUBS=1 measure greenhub 1 "$B/bench_sync" uncontended)
     [[ -x $P/pthread_sync ]] && { read -r os _ < <(measure pthread 1 "$P/pthread_sync" uncontended); row_lower "uncontended mutex lock+unlock (1 hub)" ns "$gs" "pthread_mutex (1 thread)" "$os"; }
     [[ -x $P/go_sync ]] && { read -r os _ < <(GOMAXPROCS=$ncpu measure go "$ncpu" "$P/go_sync" uncontended); row_lower "uncontended mutex lock+unlock (1 hub)" ns "$gs" "Go sync.Mutex" "$os"; }
+    gevent_row "uncontended mutex lock+unlock (1 hub)" ns "$gs" "gevent BoundedSemaphore (1 thread)" 1 sync.py uncontended
     local keep=$runs; runs=1
     read -r gs _ < <(GREENHUB_HUBS=$ncpu measure greenhub "$ncpu" "$B/bench_parked" 1000000)
     [[ -x $P/go_parked ]] && { read -r os _ < <(measure go "$ncpu" "$P/go_parked" 1000000); row_lower "parked memory, 1M tasks" B "$gs" "Go goroutine" "$os"; }
+    gevent_row "parked memory, 1M tasks (gevent: 100k)" B "$gs" "gevent greenlet" 1 parked.py
     read -r os _ < <(measure pthread 10000 "$P/pthread_parked" 10000)
     row_lower "parked memory (pthreads: 10k threads)" B "$gs" "pthread" "$os"
     runs=$keep

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # tools/deps.sh [--bench|--aarch64] — installs the Debian packages greenhub
 # needs that are missing (as root, or through sudo).  --bench adds the
-# peers' toolchains (Go, Boost.Context, Boost.Fiber, g++).  --aarch64 adds
+# peers' toolchains (Go, Boost.Context, Boost.Fiber, g++, gevent).  --aarch64 adds
 # the AArch64 cross compiler, qemu-user and the arm64 libraries (Debian multiarch)
 # for tools/test.sh aarch64; not jemalloc's, whose -dev package cannot be
 # installed for two architectures at once (that build uses glibc malloc).
 set -euo pipefail
 pkgs=(gcc make cmake pkg-config libuv1-dev libhwloc-dev libjemalloc-dev libcmocka-dev valgrind)
 case "${1:-}" in
---bench) pkgs+=(g++ golang-go libboost-context-dev libboost-fiber-dev gnuplot-nox) ;;
+--bench) pkgs+=(g++ golang-go libboost-context-dev libboost-fiber-dev gnuplot-nox python3-gevent) ;;
 --aarch64)
     pkgs+=(gcc-aarch64-linux-gnu qemu-user libc6:arm64 libuv1-dev:arm64
            libhwloc-dev:arm64 libcmocka-dev:arm64)

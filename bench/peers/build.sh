@@ -70,4 +70,19 @@ else
     echo "peer go: unavailable (install golang-go)"
 fi
 
+# gevent: Python scripts (gevent/*.py), nothing to build; say whether they
+# can run, and with which python3 (Debian's python3-gevent serves
+# /usr/bin/python3; another python3 first on PATH may lack it).
+gpy=""
+for py in python3 /usr/bin/python3; do
+    if command -v "$py" >/dev/null 2>&1 && "$py" -c 'import gevent' 2>/dev/null; then
+        gpy=$(command -v "$py"); break
+    fi
+done
+if [[ -n $gpy ]]; then
+    echo "peer gevent: $("$gpy" -c 'import gevent; print(gevent.__version__)') with $gpy (scripts in $here/gevent, not built)"
+else
+    echo "peer gevent: unavailable (install python3-gevent)"
+fi
+
 exit "$fail"
