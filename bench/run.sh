@@ -181,14 +181,14 @@ full_suite() {
     gevent_row "switch (1 hub)" ns "$gs" "gevent.sleep(0), 1 thread" 1 switch.py
     read -r gs _ < <(GREENHUB_HUBS=$ncpu measure greenhub "$ncpu" "$B/bench_spawn")
     [[ -x $P/go_spawn ]] && { read -r os _ < <(GOMAXPROCS=$ncpu measure go "$ncpu" "$P/go_spawn"); row_lower "spawn+join ($ncpu hubs)" ns "$gs" "Go goroutine" "$os"; }
+    [[ -x $P/boost_fiber_spawn ]] && { read -r os _ < <(BOOST_FIBER_THREADS=$ncpu measure boost_fiber "$ncpu" "$P/boost_fiber_spawn"); row_lower "spawn+join ($ncpu hubs)" ns "$gs" "$bf" "$os"; }
     read -r gs _ < <(GREENHUB_HUBS=1 measure greenhub 1 "$B/bench_spawn")
     gevent_row "spawn+join (1 hub)" ns "$gs" "gevent greenlet, 1 thread" 1 spawn.py
-    [[ -x $P/boost_fiber_spawn ]] && { read -r os _ < <(BOOST_FIBER_THREADS=$ncpu measure boost_fiber "$ncpu" "$P/boost_fiber_spawn"); row_lower "spawn+join ($ncpu hubs)" ns "$gs" "$bf" "$os"; }
     read -r gs _ < <(GREENHUB_HUBS=$ncpu measure greenhub "$ncpu" "$B/bench_skynet")
     [[ -x $P/go_skynet ]] && { read -r os _ < <(GOMAXPROCS=$ncpu measure go "$ncpu" "$P/go_skynet"); row_lower "skynet 1M ($ncpu hubs)" ms "$gs" "Go" "$os"; }
+    [[ -x $P/boost_fiber_skynet ]] && { read -r os _ < <(BOOST_FIBER_THREADS=$ncpu measure boost_fiber "$ncpu" "$P/boost_fiber_skynet"); row_lower "skynet 1M ($ncpu hubs)" ms "$gs" "$bf" "$os"; }
     read -r gs _ < <(GREENHUB_HUBS=1 measure greenhub 1 "$B/bench_skynet")
     gevent_row "skynet 1M (1 hub)" ms "$gs" "gevent, 1 thread: 100k-leaf tree, time x10" 10 skynet.py
-    [[ -x $P/boost_fiber_skynet ]] && { read -r os _ < <(BOOST_FIBER_THREADS=$ncpu measure boost_fiber "$ncpu" "$P/boost_fiber_skynet"); row_lower "skynet 1M ($ncpu hubs)" ms "$gs" "$bf" "$os"; }
     # Sync primitives (bench/sync.c): ns per round trip through two
     # capacity-1 queues, and ns per lock+unlock of one contended mutex.
     read -r gs _ < <(GREENHUB_HUBS=1 measure greenhub 1 "$B/bench_sync" pingpong)
