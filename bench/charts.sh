@@ -24,7 +24,7 @@ if ! command -v gnuplot >/dev/null; then
 fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-term='set terminal pngcairo size 800,500 font "sans,10"'
+term='set terminal pngcairo noenhanced size 800,500 font "sans,10"'
 
 # speedups IMPL < csv rows "threads median" -> "threads speedup" (over the
 # smallest thread count's median), sorted by threads.
@@ -92,7 +92,7 @@ peers_chart() {
     ((n > 0)) || { echo "charts: no ratios in $tsv: peers.png skipped"; return; }
     gnuplot <<EOF
 $term
-set terminal pngcairo size $((n < 10 ? 800 : 200 + 60 * n)),640 font "sans,9"
+set terminal pngcairo noenhanced size $((n < 10 ? 800 : 200 + 60 * n)),820 font "sans,9"
 set output '$out'
 set title "greenhub beside its peers, same machine, same run\npeer / greenhub: above 1 greenhub is ahead (green), below 1 behind"
 set style fill solid 0.7 border -1
@@ -100,7 +100,7 @@ set boxwidth 0.6
 set logscale y 10
 set grid ytics
 set xtics rotate by -40 left font "sans,8"
-set bmargin 14
+set bmargin 24
 set ylabel 'peer / greenhub (log)'
 set xrange [-0.7:$n - 0.3]
 f(x) = 1
