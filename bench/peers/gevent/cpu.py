@@ -34,12 +34,10 @@ INFO checksum=.. elapsed_ms=.. tasks=.. iters=.. steps_per_s=..
 import sys
 import time
 
-try:
-    import gevent
-except ImportError:
-    sys.stderr.write("gevent: cannot import gevent with %s (install python3-gevent "
-                     "and run this with the python3 that has it)\n" % sys.executable)
-    sys.exit(2)
+import _peer
+
+_peer.need_gevent()
+import gevent
 
 MASK = (1 << 64) - 1
 KNOWN = {(4000, 100000): 4745450445450876050, (100, 1000): 3325742150919743974}

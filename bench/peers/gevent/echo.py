@@ -39,14 +39,12 @@ import signal
 import socket
 import sys
 
-try:
-    import gevent
-    from gevent.event import Event
-    from gevent.server import StreamServer
-except ImportError:
-    sys.stderr.write("gevent: cannot import gevent with %s (install python3-gevent "
-                     "and run this with the python3 that has it)\n" % sys.executable)
-    sys.exit(2)
+import _peer
+
+_peer.need_gevent()
+import gevent
+from gevent.event import Event
+from gevent.server import StreamServer
 
 BUF_SIZE = 16384  # bytes read at once: the greenhub server's handler buffer
 

@@ -31,13 +31,11 @@ import gc
 import os
 import sys
 
-try:
-    import gevent
-    from gevent.event import Event
-except ImportError:
-    sys.stderr.write("gevent: cannot import gevent with %s (install python3-gevent "
-                     "and run this with the python3 that has it)\n" % sys.executable)
-    sys.exit(2)
+import _peer
+
+_peer.need_gevent()
+import gevent
+from gevent.event import Event
 
 
 def rss_bytes():
@@ -46,16 +44,7 @@ def rss_bytes():
 
 
 def arg(i, default):
-    if len(sys.argv) <= i:
-        return default
-    try:
-        v = int(sys.argv[i])
-    except ValueError:
-        v = 0
-    if v <= 0:
-        sys.stderr.write("usage: parked.py [N>0]\n")
-        sys.exit(2)
-    return v
+    return _peer.pos_arg(i, default, "usage: parked.py [N>0]")
 
 
 def main():

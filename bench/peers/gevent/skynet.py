@@ -25,12 +25,10 @@ LEAVES must be a power of 10 (at least 10).
 import sys
 import time
 
-try:
-    import gevent
-except ImportError:
-    sys.stderr.write("gevent: cannot import gevent with %s (install python3-gevent "
-                     "and run this with the python3 that has it)\n" % sys.executable)
-    sys.exit(2)
+import _peer
+
+_peer.need_gevent()
+import gevent
 
 
 def skynet(num, size):

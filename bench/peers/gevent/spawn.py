@@ -23,12 +23,10 @@ check=ok|FAIL (exit 1 on FAIL).
 import sys
 import time
 
-try:
-    import gevent
-except ImportError:
-    sys.stderr.write("gevent: cannot import gevent with %s (install python3-gevent "
-                     "and run this with the python3 that has it)\n" % sys.executable)
-    sys.exit(2)
+import _peer
+
+_peer.need_gevent()
+import gevent
 
 
 def child(i):
@@ -44,15 +42,7 @@ def run(n):
 
 
 def main():
-    n = 20000
-    if len(sys.argv) > 1:
-        try:
-            n = int(sys.argv[1])
-        except ValueError:
-            n = 0
-        if n <= 0:
-            sys.stderr.write("usage: spawn.py [N>0]\n")
-            return 2
+    n = _peer.pos_arg(1, 20000, "usage: spawn.py [N>0]")
     run(n // 10)  # warm-up
     t0 = time.perf_counter_ns()
     total = run(n)

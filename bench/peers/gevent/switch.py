@@ -23,12 +23,10 @@ check=ok|FAIL (exit 1 on FAIL).
 import sys
 import time
 
-try:
-    import gevent
-except ImportError:
-    sys.stderr.write("gevent: cannot import gevent with %s (install python3-gevent "
-                     "and run this with the python3 that has it)\n" % sys.executable)
-    sys.exit(2)
+import _peer
+
+_peer.need_gevent()
+import gevent
 
 
 def yielder(n, done, k):
@@ -49,15 +47,7 @@ def pingpong(n):
 
 
 def main():
-    n = 300000
-    if len(sys.argv) > 1:
-        try:
-            n = int(sys.argv[1])
-        except ValueError:
-            n = 0
-        if n <= 0:
-            sys.stderr.write("usage: switch.py [N>0]\n")
-            return 2
+    n = _peer.pos_arg(1, 300000, "usage: switch.py [N>0]")
     pingpong(max(n // 20, 1))  # warm-up
     el, done = pingpong(n)
     ns = el / (2 * n)

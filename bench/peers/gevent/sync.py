@@ -45,14 +45,12 @@ value=<ns> unit=ns_per_roundtrip|ns_per_lock check=ok|FAIL (exit 1 on FAIL).
 import sys
 import time
 
-try:
-    import gevent
-    from gevent.lock import BoundedSemaphore
-    from gevent.queue import Queue
-except ImportError:
-    sys.stderr.write("gevent: cannot import gevent with %s (install python3-gevent "
-                     "and run this with the python3 that has it)\n" % sys.executable)
-    sys.exit(2)
+import _peer
+
+_peer.need_gevent()
+import gevent
+from gevent.lock import BoundedSemaphore
+from gevent.queue import Queue
 
 
 def pingpong(n):
@@ -125,22 +123,17 @@ def uncontended(n):
     return ns, ok
 
 
+USAGE = ("usage: sync.py pingpong [N>0] | sync.py mutex [G>0] [K>0] | "
+         "sync.py uncontended [N>0] | sync.py xping")
+
+
 def usage():
-    sys.stderr.write("usage: sync.py pingpong [N>0] | sync.py mutex [G>0] [K>0] | "
-                     "sync.py uncontended [N>0] | sync.py xping\n")
+    sys.stderr.write(USAGE + "\n")
     sys.exit(2)
 
 
 def arg(i, default):
-    if len(sys.argv) <= i:
-        return default
-    try:
-        v = int(sys.argv[i])
-    except ValueError:
-        v = 0
-    if v <= 0:
-        usage()
-    return v
+    return _peer.pos_arg(i, default, USAGE)
 
 
 def warm(n):
