@@ -538,6 +538,18 @@ void gh_yield(void)
     switch_to(h, self, next, GH_ACT_YIELD);
 }
 
+void gh__yield_poll(void)
+{
+    struct gh__hub *h = gh__hub_self();
+    gh_greenlet *self = h ? h->current : NULL;
+    if (!self) {
+        gh_yield();
+        return;
+    }
+    h->poll_now = true;
+    switch_to(h, self, NULL, GH_ACT_YIELD);   /* self is requeued after */
+}
+
 /* Completes a park on the hub thread, after the greenlet left its stack.
  * (Out of line: keeps the yield path's after_switch free of its frame.) */
 __attribute__((noinline)) static void park_complete(struct gh__hub *h, gh_greenlet *p)
@@ -862,6 +874,10 @@ static gh_greenlet *find_runnable(struct gh__hub *h)
             gh__timers_run(h);
             if ((h->tick / LOOK_EVERY) % POLL_EVERY == 0)
                 uv_run(&h->loop, UV_RUN_NOWAIT);
+        }
+        if (h->poll_now) {   /* asked by gh__yield_poll */
+            h->poll_now = false;
+            uv_run(&h->loop, UV_RUN_NOWAIT);
         }
         /* 1-3. mailbox, next slot, local list and own deque. */
         if ((g = local_take(h)))

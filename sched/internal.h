@@ -276,6 +276,8 @@ struct gh__hub {
     int *errno_loc;              /* this hub thread's &errno (no call per switch) */
     uint64_t rng;
     bool searching;              /* counted in rt->nr_searching */
+    bool poll_now;               /* gh__yield_poll: run the loop at the next
+                                  * find_runnable (owner thread only) */
     bool in_sleep;               /* inside hub_sleep's uv_run: counted once,
                                   * in nr_sleeping or (woken by wakep) in
                                   * nr_searching */
@@ -392,6 +394,12 @@ static inline void gh__after_switch(struct gh__hub *h)
     if (h->prev)
         gh__after_switch_slow(h);
 }
+/* Greenlet context: yields through the scheduler, which runs the hub's
+ * libuv loop once (without blocking) before it picks the next greenlet.
+ * For a greenlet whose I/O calls never wait (io/sys.c's budget): the fds
+ * other greenlets of its hub wait on are polled every budget, not every
+ * LOOK_EVERY * POLL_EVERY yields.  Outside a greenlet: gh_yield. */
+void gh__yield_poll(void);
 struct gh__hub *gh__switch_out(struct gh__hub *h, gh_greenlet *self,
                                int action);
 void gh__enqueue(gh_greenlet *g);

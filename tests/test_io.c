@@ -1210,6 +1210,7 @@ static void test_stale_watch_does_not_keep_a_hub_awake(void **state)
  * limit or HOG_MS stops it. */
 enum { HOG_LIMIT = 1000000, HOG_FAIR = 100000, HOG_MS = 5000 };
 static _Atomic int hog_started, hog_stop, hog_capped;
+static _Atomic long hog_reads;   /* reads so far, published by the hog */
 static long hog_limit;
 
 static void hog_reset(long limit)
@@ -1217,6 +1218,7 @@ static void hog_reset(long limit)
     atomic_store(&hog_started, 0);
     atomic_store(&hog_stop, 0);
     atomic_store(&hog_capped, 0);
+    atomic_store(&hog_reads, 0);
     hog_limit = limit;
 }
 
@@ -1238,6 +1240,7 @@ static void *hog_reader(void *arg)
         if (gh_read(fd, &c, 1) != 1 || c != 0 || errno != 0)
             return (void *)(intptr_t)-1;
         reads++;
+        atomic_store_explicit(&hog_reads, reads, memory_order_relaxed);
     }
     return (void *)reads;
 }
@@ -1336,6 +1339,57 @@ static void test_reads_that_never_wait_let_the_hub_poll_its_sockets(void **state
     gh_test_run(1, hog_sock_main, NULL);
 }
 
+/* How soon, counted in the hog's reads (not in time): the writer notes
+ * the hog's count after its write has made the socket readable, the
+ * woken reader notes it again.  The hub must poll its fds every budget
+ * (GH_IO_BUDGET = 128 calls), so a few budgets at most may pass; polling
+ * only on the scheduler's own look-arounds took ~61 * 16 budgets. */
+enum { HOG_POLL_MAX_READS = 8 * 128 };
+static _Atomic long hog_at_write, hog_at_wake;
+
+static void *hog_sock_reader_counts(void *arg)
+{
+    void *r = hog_sock_reader(arg);
+    atomic_store(&hog_at_wake, atomic_load(&hog_reads));
+    return r;
+}
+
+static void *hog_sock_writer_counts(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    while (atomic_load(&hog_reads) < 10000)   /* the hog is well under way */
+        usleep(1000);
+    if (write(fd, "x", 1) != 1)
+        abort();
+    atomic_store(&hog_at_write, atomic_load(&hog_reads));
+    return NULL;
+}
+
+static void *hog_poll_main(void *arg)
+{
+    (void)arg;
+    hog_reset(LONG_MAX);
+    int sv[2];
+    pair(sv);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, hog_sock_writer_counts, (void *)(intptr_t)sv[1]), 0);
+    hog_beside(hog_sock_reader_counts, (void *)(intptr_t)sv[0]);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    long late = atomic_load(&hog_at_wake) - atomic_load(&hog_at_write);
+    if (atomic_load(&hog_capped) || late > HOG_POLL_MAX_READS)
+        fail_msg("the hog made %ld reads between the write and its hub noticing it "
+                 "(at most %d expected)", late, HOG_POLL_MAX_READS);
+    gh_close(sv[0]);
+    gh_close(sv[1]);
+    return NULL;
+}
+
+static void test_reads_that_never_wait_let_the_hub_poll_every_budget(void **state)
+{
+    (void)state;
+    gh_test_run(1, hog_poll_main, NULL);
+}
+
 /* The budget counts calls since the greenlet last got its hub: one that
  * yields on its own every POLITE_READS (< GH_IO_BUDGET, 128) calls never
  * pays an extra yield.  The counter greenlet runs once per yield of the
@@ -1421,6 +1475,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_process_edges_stale_nonblock_sigpipe_echild),
     cmocka_unit_test(test_reads_that_never_wait_let_the_hubs_others_run),
     cmocka_unit_test(test_reads_that_never_wait_let_the_hub_poll_its_sockets),
+    cmocka_unit_test(test_reads_that_never_wait_let_the_hub_poll_every_budget),
     cmocka_unit_test(test_a_greenlet_that_yields_pays_no_budget_yield),
 };
 GH_TEST_MAIN(tests)
