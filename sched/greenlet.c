@@ -85,6 +85,26 @@ static uint64_t next_id(struct gh__hub *h)
     return h->id_next++;
 }
 
+/* g->name, written byte by byte with relaxed atomic stores: the monitor
+ * thread may read the name of a control block that is being reused (it
+ * discards what it read then, see monitor.c), and a torn read must not be
+ * a data race.  An empty name stands for "(unnamed)" (one store). */
+static void set_name(gh_greenlet *g, const char *name)
+{
+    size_t n = 0;
+    for (; name && n < GH_NAME_MAX - 1 && name[n]; n++)
+        __atomic_store_n(&g->name[n], name[n], __ATOMIC_RELAXED);
+    __atomic_store_n(&g->name[n], '\0', __ATOMIC_RELAXED);
+}
+
+static void count_spawn(struct gh__hub *h)
+{
+    if (h)
+        gh__stat_inc(&h->st.spawned);
+    else
+        atomic_fetch_add_explicit(&gh__rt->spawned_ext, 1, memory_order_relaxed);
+}
+
 gh_greenlet *gh__greenlet_new(struct gh__hub *h, const gh_spawn_opts *o,
                               gh_fn fn, void *arg)
 {
@@ -121,7 +141,7 @@ gh_greenlet *gh__greenlet_new(struct gh__hub *h, const gh_spawn_opts *o,
     g->fn = fn;
     g->arg = arg;
     g->result = NULL;
-    g->id = next_id(h);
+    __atomic_store_n(&g->id, next_id(h), __ATOMIC_RELAXED);  /* monitor.c reads it */
     g->pinned_hub = o && o->pinned ? o->hub : -1;
     g->is_main = false;
     g->last_hub = NULL;
@@ -129,16 +149,8 @@ gh_greenlet *gh__greenlet_new(struct gh__hub *h, const gh_spawn_opts *o,
     g->group = NULL;
     g->locals = NULL;
     g->nlocals = 0;
-    if (o && o->name) {
-        size_t n = 0;
-        while (n < GH_NAME_MAX - 1 && o->name[n]) {
-            g->name[n] = o->name[n];
-            n++;
-        }
-        g->name[n] = '\0';
-    } else {
-        memcpy(g->name, "(unnamed)", sizeof "(unnamed)");
-    }
+    set_name(g, o ? o->name : NULL);
+    count_spawn(h);
     /* release: the fields above are published with the state; the queue
      * that carries g publishes them again. */
     atomic_store_explicit(&g->state, GH_G_RUNNABLE, memory_order_release);
@@ -321,7 +333,9 @@ uint64_t gh_id(const gh_greenlet *g)
 
 const char *gh_name(const gh_greenlet *g)
 {
-    return g ? g->name : "";
+    if (!g)
+        return "";
+    return g->name[0] ? g->name : "(unnamed)";
 }
 
 /* At runtime end: releases the stacks of greenlets that never finished. */

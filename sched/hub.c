@@ -222,6 +222,22 @@ static gh_greenlet *fifo_take(struct gh__fifo *f, size_t max)
 
 static void wakep(void);
 
+/* local_len is read by gh_stats_hubs and the monitor thread: relaxed atomic
+ * stores (plain movs) by the owner. */
+static inline void local_len_set(struct gh__hub *h, size_t n)
+{
+    __atomic_store_n(&h->local_len, n, __ATOMIC_RELAXED);
+}
+
+/* h->tick counts scheduling decisions, including a gh_yield that found
+ * nothing else to run; the monitor's blocking detector reads it (a
+ * greenlet that yields is not blocking its hub even when no switch
+ * follows), so the owner writes it with relaxed atomic stores. */
+static inline void tick_set(struct gh__hub *h, uint32_t t)
+{
+    __atomic_store_n(&h->tick, t, __ATOMIC_RELAXED);
+}
+
 static void local_push(struct gh__hub *h, gh_greenlet *g)
 {
     g->qnext = NULL;
@@ -230,7 +246,7 @@ static void local_push(struct gh__hub *h, gh_greenlet *g)
     else
         h->local_head = g;
     h->local_tail = g;
-    h->local_len++;
+    local_len_set(h, h->local_len + 1);
 }
 
 static gh_greenlet *local_pop(struct gh__hub *h)
@@ -241,7 +257,7 @@ static gh_greenlet *local_pop(struct gh__hub *h)
         if (!h->local_head)
             h->local_tail = NULL;
         g->qnext = NULL;
-        h->local_len--;
+        local_len_set(h, h->local_len - 1);
     }
     return g;
 }
@@ -274,7 +290,7 @@ __attribute__((noinline, cold)) static void local_share(struct gh__hub *h)
     }
     h->local_head = keep_h;
     h->local_tail = keep_t;
-    h->local_len = kept;
+    local_len_set(h, kept);
     if (moved)
         wakep();
 }
@@ -289,8 +305,11 @@ static gh_greenlet *deque_take(struct gh__hub *h)
     return x;
 }
 
-/* Hub thread only: g (RUNNABLE) joins h's queues at the back. */
-static void push_back(struct gh__hub *h, gh_greenlet *g)
+/* Hub thread only: g (RUNNABLE) joins h's queues at the back.  Out of
+ * line: inlined into gh__enqueue it costs every spawn and wakeup a bigger
+ * frame (4 instructions per call, 12 per spawn+join in callgrind) for a
+ * path only a full next slot takes. */
+__attribute__((noinline)) static void push_back(struct gh__hub *h, gh_greenlet *g)
 {
     if (g->pinned_hub >= 0) {
         local_push(h, g);
@@ -308,7 +327,7 @@ static void push_back(struct gh__hub *h, gh_greenlet *g)
 static void push_next(struct gh__hub *h, gh_greenlet *g)
 {
     gh_greenlet *old = h->next;
-    h->next = g;
+    __atomic_store_n(&h->next, g, __ATOMIC_RELAXED);   /* read by stats */
     if (old)
         push_back(h, old);
 }
@@ -370,7 +389,7 @@ static gh_greenlet *local_take(struct gh__hub *h)
     if (atomic_load_explicit(&h->mailbox.len, memory_order_relaxed))
         mailbox_drain(h);
     if ((g = h->next)) {
-        h->next = NULL;
+        __atomic_store_n(&h->next, NULL, __ATOMIC_RELAXED);
         return g;
     }
     if (h->tick & 1) {
@@ -421,7 +440,7 @@ static inline void set_running(struct gh__hub *h, gh_greenlet *g)
         gh__stat_inc(&h->st.arrived);
         g->last_hub = h;
     }
-    h->current = g;
+    gh__hub_set_current(h, g);
     gh__stat_inc(&h->st.switches);
 }
 
@@ -430,7 +449,8 @@ static inline void set_running(struct gh__hub *h, gh_greenlet *g)
  * every LOOK_EVERY switches. */
 static gh_greenlet *pick_fast(struct gh__hub *h)
 {
-    if (++h->tick % LOOK_EVERY == 0)
+    tick_set(h, h->tick + 1);
+    if (h->tick % LOOK_EVERY == 0)
         return NULL;
     return local_take(h);
 }
@@ -453,7 +473,7 @@ switch_to(struct gh__hub *h, gh_greenlet *self, gh_greenlet *next, int action)
         set_running(h, next);
         to = &next->ctx;
     } else {
-        h->current = NULL;
+        gh__hub_set_current(h, NULL);
     }
     h = gh__ctx_jump(&self->ctx, to, h, action == GH_ACT_EXIT);
     gh__after_switch(h);
@@ -464,6 +484,14 @@ switch_to(struct gh__hub *h, gh_greenlet *self, gh_greenlet *next, int action)
 struct gh__hub *gh__switch_out(struct gh__hub *h, gh_greenlet *self, int action)
 {
     return switch_to(h, self, pick_fast(h), action);
+}
+
+size_t gh__hub_runnable(struct gh__hub *h)
+{
+    return gh__deque_size(&h->dq) +
+           atomic_load_explicit(&h->mailbox.len, memory_order_relaxed) +
+           __atomic_load_n(&h->local_len, __ATOMIC_RELAXED) +
+           (__atomic_load_n(&h->next, __ATOMIC_RELAXED) != NULL);
 }
 
 /* Any hub idle (sleeping or searching)?  Then work should be shared.
@@ -490,7 +518,7 @@ static inline gh_greenlet *yield_fast_pick(struct gh__hub *h)
         atomic_load_explicit(&h->mailbox.len, memory_order_relaxed) ||
         (!(t & 1) && gh__deque_size(&h->dq)) || hubs_idle())
         return NULL;
-    h->tick = t;
+    tick_set(h, t);
     return g;
 }
 
@@ -763,10 +791,11 @@ static void hub_sleep(struct gh__hub *h)
         h->in_sleep = true;
         uv_run(&h->loop, UV_RUN_ONCE);
         h->in_sleep = false;
-        /* release: orders it after the sleeps increment (gh_stats_hubs) */
-        atomic_store_explicit(&h->st.woke,
-            atomic_load_explicit(&h->st.woke, memory_order_relaxed) + 1,
-            memory_order_release);
+        /* After the sleeps increment (gh_stats_hubs); seq_cst: Dekker
+         * with the monitor going idle (see monitor.c), then the check. */
+        atomic_store(&h->st.woke, atomic_load_explicit(&h->st.woke, memory_order_relaxed) + 1);
+        if (atomic_load(&rt->monitor_idle) == 1)
+            gh__monitor_kick(rt);
     }
     cancel_sleep(h);
 }
@@ -865,7 +894,7 @@ static gh_greenlet *find_runnable(struct gh__hub *h)
         if (atomic_load_explicit(&rt->stopping, memory_order_acquire))
             return NULL;
         bool look = h->tick % LOOK_EVERY == 0;
-        h->tick++;
+        tick_set(h, h->tick + 1);
         if (look) {
             /* Fairness: the inject queue, then due timers, before our own
              * queues; now and then the libuv loop too. */

@@ -254,6 +254,8 @@ struct gh__stats_cells {             /* written by the owner hub, relaxed */
     _Atomic uint64_t woke;           /* back from a sleep; release store
                                       * (read before sleeps: see
                                       * gh_stats_hubs) */
+    _Atomic uint64_t spawned;        /* greenlets spawned by this hub's
+                                      * greenlets (monitor.c's census) */
 };
 struct gh__stats_shared {            /* written by other hubs, relaxed RMW */
     _Atomic uint64_t stolen;
@@ -262,17 +264,20 @@ struct gh__stats_shared {            /* written by other hubs, relaxed RMW */
 
 struct gh__hub {
     /* ---- Owner: this hub's thread only. ---- */
-    gh_greenlet *current;        /* running greenlet, NULL in the scheduler */
-    gh_greenlet *next;           /* runnext slot: runs next, never stolen */
+    gh_greenlet *current;        /* running greenlet, NULL in the scheduler;
+                                  * written with gh__hub_set_current (the
+                                  * monitor thread reads it) */
+    gh_greenlet *next;           /* runnext slot: runs next, never stolen;
+                                  * atomic stores (read by stats) */
     /* Local list: a FIFO no other hub may touch or steal from.  Holds
      * greenlets pinned here, yielders, and greenlets this hub's scheduler
      * woke (timers); local_share() moves unpinned ones to the deque when
      * another hub is idle (see "Run queues" in hub.c). */
     gh_greenlet *local_head, *local_tail;
-    size_t local_len;
+    size_t local_len;            /* also read by other threads (stats) */
     gh_greenlet *prev;           /* switched out; handled by after_switch */
     int prev_action;             /* enum gh__action */
-    uint32_t tick;
+    uint32_t tick;               /* atomic stores: the monitor reads it */
     int *errno_loc;              /* this hub thread's &errno (no call per switch) */
     uint64_t rng;
     bool searching;              /* counted in rt->nr_searching */
@@ -339,6 +344,16 @@ struct gh__runtime {
     uint64_t spin_ns;              /* GREENHUB_SPIN_US, default below */
     uint64_t test_sleep_delay_ns;  /* GREENHUB_TEST_SLEEP_DELAY_US; 0 outside tests */
     uint64_t test_wait_exit_delay_ns; /* GREENHUB_TEST_WAIT_EXIT_DELAY_US (park.c) */
+    /* Monitor thread (monitor.c): configured here, immutable after start. */
+    uint64_t block_ns;           /* GREENHUB_BLOCK_MS; 0: detector off */
+    bool block_report;           /* GREENHUB_BLOCK_REPORT: print reports */
+    bool publish;                /* GREENHUB_PUBLISH (default 1): shm segment */
+    char name[32];               /* gh_config.name, for tools */
+    struct gh__monitor *monitor; /* NULL when neither of the above runs */
+    /* 1: the monitor waits long (all hubs slept); the first hub to wake
+     * sets 2 and signals it (gh__monitor_kick).  seq_cst, see monitor.c. */
+    _Atomic int monitor_idle;
+    _Atomic uint64_t spawned_ext;  /* greenlets spawned by plain threads */
 
     _Alignas(GH_CACHELINE) _Atomic int stopping;
     _Atomic uint64_t id_counter;
@@ -384,6 +399,16 @@ struct gh__hub *gh__hub_self(void);
 #endif
 void gh__hub_set_self(struct gh__hub *h);
 
+/* The hub's running greenlet changes.  The monitor thread reads
+ * h->current from another thread, and then g's id and name: release here
+ * and acquire there carry everything that happened before g was queued
+ * (its control block's allocation and set-up) to the monitor.  A plain
+ * mov on x86-64. */
+static inline void gh__hub_set_current(struct gh__hub *h, gh_greenlet *g)
+{
+    __atomic_store_n(&h->current, g, __ATOMIC_RELEASE);
+}
+
 /* hub.c */
 void gh__hub_main(struct gh__hub *h);
 void gh__after_switch_slow(struct gh__hub *h);
@@ -403,6 +428,9 @@ void gh__yield_poll(void);
 struct gh__hub *gh__switch_out(struct gh__hub *h, gh_greenlet *self,
                                int action);
 void gh__enqueue(gh_greenlet *g);
+/* Any thread: greenlets queued on h now (its next slot, local list, deque
+ * and mailbox), sampled without locks: a snapshot, not an instant. */
+size_t gh__hub_runnable(struct gh__hub *h);
 void gh__wake_all_hubs(void);
 void gh__fifo_init(struct gh__fifo *f);
 void gh__fifo_destroy(struct gh__fifo *f);
@@ -444,6 +472,25 @@ int gh__stack_hub_init(struct gh__hub *h);
  * again before trimming more). */
 bool gh__stack_trim_idle(struct gh__hub *h);
 void gh__stack_hub_destroy(struct gh__hub *h);
+/* Frees the hub's stack cache (runtime_free, after the monitor stopped). */
+void gh__stack_hub_free(struct gh__hub *h);
+/* For the monitor thread, from any thread while the runtime runs: bytes of
+ * stack in h's cache, bytes of stack address space mapped in all, and the
+ * default stack size (page-rounded). */
+size_t gh__stack_cached(const struct gh__hub *h);
+uint64_t gh__stack_mapped(void);
+size_t gh__stack_default_size(void);
+
+/* monitor.c: the monitor thread (shm segment for schedtop, blocking
+ * detector).  Open (the segment) before the hubs start, start (the thread)
+ * once they all have, stop after they were joined (also after a failed
+ * start).  None can fail the runtime: without /dev/shm, or memory, it runs
+ * unpublished and unwatched. */
+void gh__monitor_open(struct gh__runtime *rt);
+void gh__monitor_start(struct gh__runtime *rt);
+void gh__monitor_stop(struct gh__runtime *rt);
+/* A hub back from a sleep: wakes the monitor if it waits long. */
+void gh__monitor_kick(struct gh__runtime *rt);
 void gh__overflow_handler_install(void);
 void gh__overflow_handler_remove(void);
 

@@ -19,6 +19,7 @@
 
 enum { DEFAULT_STACK = 256 * 1024 };
 enum { DEQUE_INITIAL = 256 };      /* grows on demand */
+enum { DEFAULT_BLOCK_MS = 100 };   /* gh_config.block_ms */
 
 static _Atomic int running;       /* 1 while a gh_run is active */
 
@@ -32,6 +33,19 @@ static unsigned long env_ulong(const char *name, unsigned long dflt)
     return *end ? dflt : v;
 }
 
+/* The monitor thread's settings (monitor.c): block threshold, report
+ * printing, the shm segment. */
+static void configure_monitor(struct gh__runtime *rt, const gh_config *c)
+{
+    unsigned long block_ms = c->block_ms < 0 ? 0 : c->block_ms ? (unsigned long)c->block_ms
+                                                               : DEFAULT_BLOCK_MS;
+    block_ms = env_ulong("GREENHUB_BLOCK_MS", block_ms);
+    rt->block_ns = block_ms > 86400000ul ? 86400000000000ull : block_ms * 1000000ull;
+    rt->block_report = env_ulong("GREENHUB_BLOCK_REPORT", c->block_report != 0) != 0;
+    rt->publish = env_ulong("GREENHUB_PUBLISH", c->no_publish == 0) != 0;
+    snprintf(rt->name, sizeof rt->name, "%s", c->name ? c->name : "");
+}
+
 static int configure(struct gh__runtime *rt, const gh_config *cfg)
 {
     gh_config c = cfg ? *cfg : (gh_config){ 0 };
@@ -41,6 +55,7 @@ static int configure(struct gh__runtime *rt, const gh_config *cfg)
     rt->spin_ns = env_ulong("GREENHUB_SPIN_US", gh__spin_ns_default / 1000u) * 1000u;
     rt->test_sleep_delay_ns = env_ulong("GREENHUB_TEST_SLEEP_DELAY_US", 0) * 1000u;
     rt->test_wait_exit_delay_ns = env_ulong("GREENHUB_TEST_WAIT_EXIT_DELAY_US", 0) * 1000u;
+    configure_monitor(rt, &c);
     if (rt->stack_size == 0)
         rt->stack_size = DEFAULT_STACK;
     if (rt->stack_size < 16 * 1024 || rt->nhubs > 4096)
@@ -207,6 +222,7 @@ static void runtime_free(struct gh__runtime *rt)
     gh__greenlets_destroy_all(rt);
     gh__stack_global_destroy();
     for (unsigned i = 0; i < rt->nhubs; i++) {
+        gh__stack_hub_free(&rt->hubs[i]);
         gh__deque_destroy(&rt->hubs[i].dq);
         gh__fifo_destroy(&rt->hubs[i].mailbox);
         pthread_mutex_destroy(&rt->hubs[i].io_req_mu);
@@ -282,13 +298,16 @@ int gh_run(const gh_config *cfg, gh_fn main_fn, void *arg, void **result)
     m->is_main = true;
     atomic_store(&m->refs, 1);   /* nobody holds a handle to main */
     gh__enqueue(m);              /* a plain thread: onto the inject queue */
+    gh__monitor_open(rt);
     err = hubs_start(rt);
     if (!err) {
+        gh__monitor_start(rt);
         for (unsigned i = 0; i < rt->nhubs; i++)
             pthread_join(rt->hubs[i].thread, NULL);
-        if (result)
-            *result = rt->main_result;
     }
+    gh__monitor_stop(rt);
+    if (!err && result)
+        *result = rt->main_result;
     runtime_free(rt);
     gh__overflow_handler_remove();
     gh__rt = NULL;
@@ -333,8 +352,7 @@ int gh_stats_hubs(gh_hub_stats *out, unsigned max)
             .steals = atomic_load_explicit(&h->st.steals, memory_order_relaxed),
             .stolen = atomic_load_explicit(&h->sh.stolen, memory_order_relaxed),
             .parks = atomic_load_explicit(&h->st.parks, memory_order_relaxed),
-            .runnable = gh__deque_size(&h->dq) +
-                        atomic_load_explicit(&h->mailbox.len, memory_order_relaxed),
+            .runnable = gh__hub_runnable(h),
             .greenlets = alive > 0 ? (uint64_t)alive : 0,
             .sleeps = sleeps,
             .wakeups = atomic_load_explicit(&h->st.wakeups, memory_order_relaxed),

@@ -72,12 +72,50 @@ enum { MAP_MARGIN = 4096 };      /* map entries left to the rest of the
 
 enum guard_mode { GUARD_NONE = 0, GUARD_MADVISE, GUARD_MPROTECT, GUARD_CANARY };
 
-struct gh__stack_cache {         /* owner: its hub */
+/* Owner: its hub.  nhot and ndirty are also read by the monitor thread
+ * (gh__stack_cached), so the owner writes them with relaxed atomic stores
+ * (plain movs); the cache itself is freed only after the monitor stopped. */
+struct gh__stack_cache {
     uintptr_t hot[HOT_MAX];
     size_t nhot;
     uintptr_t dirty[DIRTY_MAX];  /* released while busy, not trimmed yet */
     size_t ndirty;
 };
+
+static inline void count_set(size_t *c, size_t v)
+{
+    __atomic_store_n(c, v, __ATOMIC_RELAXED);
+}
+
+/* Keeps stack e in the cache if there is room (hot first). */
+static inline bool cache_put(struct gh__stack_cache *c, uintptr_t e)
+{
+    if (c->nhot < HOT_MAX) {
+        c->hot[c->nhot] = e;
+        count_set(&c->nhot, c->nhot + 1);
+        return true;
+    }
+    if (c->ndirty < DIRTY_MAX) {
+        c->dirty[c->ndirty] = e;
+        count_set(&c->ndirty, c->ndirty + 1);
+        return true;
+    }
+    return false;
+}
+
+/* A stack from the cache (hot first), or 0. */
+static inline uintptr_t cache_take(struct gh__stack_cache *c)
+{
+    if (c->nhot) {
+        count_set(&c->nhot, c->nhot - 1);
+        return c->hot[c->nhot];
+    }
+    if (c->ndirty) {
+        count_set(&c->ndirty, c->ndirty - 1);
+        return c->dirty[c->ndirty];
+    }
+    return 0;
+}
 
 static struct {
     pthread_mutex_t mu;          /* protects everything below but the mode */
@@ -86,7 +124,8 @@ static struct {
     long guard_budget;           /* mprotect guards left */
     char *seg, *seg_end;         /* carving cursor in the newest segment */
     char **segs;                 /* every segment, unmapped at destroy */
-    size_t nsegs, segs_cap;
+    size_t nsegs, segs_cap;      /* nsegs: atomic stores (gh__stack_mapped) */
+    _Atomic uint64_t own_bytes;  /* mapped by stacks of their own size */
     uintptr_t *free;             /* trimmed free stacks */
     size_t nfree, free_cap;
 } S = { .mu = PTHREAD_MUTEX_INITIALIZER };
@@ -149,7 +188,8 @@ void gh__stack_global_destroy(void)
     free(S.free);
     S.segs = NULL;
     S.free = NULL;
-    S.nsegs = S.segs_cap = S.nfree = S.free_cap = 0;
+    count_set(&S.nsegs, 0);
+    S.segs_cap = S.nfree = S.free_cap = 0;
     S.seg = S.seg_end = NULL;
     pthread_mutex_unlock(&S.mu);
 }
@@ -201,7 +241,8 @@ static uintptr_t carve_locked(int *err)
             *err = ENOMEM;
             return 0;
         }
-        S.segs[S.nsegs++] = m;
+        S.segs[S.nsegs] = m;
+        count_set(&S.nsegs, S.nsegs + 1);
         S.seg = m;
         S.seg_end = m + SEG_STACKS * S.slot;
     }
@@ -219,6 +260,7 @@ static int own_alloc(size_t size, struct gh__ctx *ctx, int *canary)
         return ENOMEM;
     ctx->stack_lo = m + S.page;
     ctx->stack_size = size;
+    atomic_fetch_add_explicit(&S.own_bytes, size + S.page, memory_order_relaxed);
     pthread_mutex_lock(&S.mu);
     *canary = guard_install(ctx->stack_lo);
     pthread_mutex_unlock(&S.mu);
@@ -239,12 +281,8 @@ int gh__stack_alloc(struct gh__hub *h, size_t size, struct gh__ctx *ctx, int *ki
         *kind = GH_STACK_OWN | (canary ? GH_STACK_CANARY : 0);
         return 0;
     }
-    uintptr_t e = 0;
-    if (h && h->stacks->nhot) {
-        e = h->stacks->hot[--h->stacks->nhot];
-    } else if (h && h->stacks->ndirty) {
-        e = h->stacks->dirty[--h->stacks->ndirty];
-    } else {
+    uintptr_t e = h ? cache_take(h->stacks) : 0;
+    if (!e) {
         int err = 0;
         pthread_mutex_lock(&S.mu);
         e = carve_locked(&err);
@@ -282,7 +320,7 @@ bool gh__stack_trim_idle(struct gh__hub *h)
     size_t n = c->ndirty < TRIM_BATCH ? c->ndirty : TRIM_BATCH;
     if (!n)
         return false;
-    c->ndirty -= n;
+    count_set(&c->ndirty, c->ndirty - n);
     trim(h, &c->dirty[c->ndirty], n);
     return true;
 }
@@ -297,13 +335,10 @@ void gh__stack_free(struct gh__hub *h, struct gh__ctx *ctx, int kind)
             pthread_mutex_unlock(&S.mu);
         }
         munmap(ctx->stack_lo - S.page, ctx->stack_size + S.page);
+        atomic_fetch_sub_explicit(&S.own_bytes, ctx->stack_size + S.page, memory_order_relaxed);
     } else if ((kind & 0xff) == GH_STACK_CACHED) {
         uintptr_t e = (uintptr_t)ctx->stack_lo | (uintptr_t)canary;
-        if (h && h->stacks->nhot < HOT_MAX)
-            h->stacks->hot[h->stacks->nhot++] = e;
-        else if (h && h->stacks->ndirty < DIRTY_MAX)
-            h->stacks->dirty[h->stacks->ndirty++] = e;
-        else
+        if (!h || !cache_put(h->stacks, e))
             trim(h, &e, 1);
     }
     ctx->stack_lo = NULL;
@@ -324,7 +359,7 @@ void gh__stack_check_canary(const gh_greenlet *g)
         diff |= rz[i] ^ CANARY;
     if (diff) {
         fprintf(stderr, "greenhub: greenlet '%s' (#%llu) overflowed its %zu KiB stack\n",
-                g->name, (unsigned long long)g->id, g->ctx.stack_size / 1024);
+                gh_name(g), (unsigned long long)g->id, g->ctx.stack_size / 1024);
         abort();
     }
 }
@@ -354,8 +389,35 @@ void gh__stack_hub_destroy(struct gh__hub *h)
         munmap(h->altstack, 64 * 1024);
         h->altstack = NULL;
     }
+    /* h->stacks stays until gh__stack_hub_free: the monitor may still read
+     * its counts.  The stacks in it belong to segments, unmapped by
+     * gh__stack_global_destroy. */
+}
+
+void gh__stack_hub_free(struct gh__hub *h)
+{
     free(h->stacks);
     h->stacks = NULL;
+}
+
+size_t gh__stack_cached(const struct gh__hub *h)
+{
+    const struct gh__stack_cache *c = h->stacks;
+    if (!c)
+        return 0;
+    return (__atomic_load_n(&c->nhot, __ATOMIC_RELAXED) +
+            __atomic_load_n(&c->ndirty, __ATOMIC_RELAXED)) * S.size;
+}
+
+uint64_t gh__stack_mapped(void)
+{
+    return (uint64_t)__atomic_load_n(&S.nsegs, __ATOMIC_RELAXED) * SEG_STACKS * S.slot +
+           atomic_load_explicit(&S.own_bytes, memory_order_relaxed);
+}
+
+size_t gh__stack_default_size(void)
+{
+    return S.size;
 }
 
 /* ---- overflow report ------------------------------------------------------
@@ -386,7 +448,8 @@ static void on_segv(int sig, siginfo_t *si, void *uctx)
         const char *s1 = "greenhub: greenlet '", *s2 = "' (#", *s3 = ") overflowed its ",
                    *s4 = " KiB stack\n";
         p = stpcpy(p, s1);
-        for (const char *n = g->name; *n && n < g->name + GH_NAME_MAX; n++)
+        const char *nm = gh_name(g);   /* pure reads: signal-safe */
+        for (const char *n = nm; *n && n < nm + GH_NAME_MAX; n++)
             *p++ = *n;
         p = stpcpy(p, s2);
         p = fmt_u64(p, g->id);

@@ -61,9 +61,26 @@ typedef void *(*gh_fn)(void *arg);
  *   stack_size  default greenlet stack size in bytes; default 256 KiB.
  *               Rounded up to whole pages.
  *   no_pin      non-zero: do not pin hub threads to cores.
- *   name        a name for the process's runtime (shown by tools).
+ *   name        a name for the process's runtime (shown by schedtop; at
+ *               most 31 bytes are kept).
+ *   block_ms    blocking detector: a greenlet that runs this many ms
+ *               without switching (a CPU hog, or a blocking call greenhub
+ *               does not know about) is reported by name in schedtop.
+ *               0 = the default, 100 ms; negative = detector off.
+ *   block_report non-zero: the detector also prints each report to stderr,
+ *               "greenhub: greenlet '<name>' (#<id>) has blocked hub <i>
+ *               for <n> ms" when it sees it and "... blocked hub <i> for
+ *               <n> ms in all" when the greenlet switches at last.
+ *   no_publish  non-zero: do not publish the hubs for schedtop.  By default
+ *               the runtime keeps a shared-memory segment
+ *               /dev/shm/greenhub.<pid> (mode 0600: readable by the same
+ *               user only) that a monitor thread refreshes a few times a
+ *               second; it is removed when gh_run returns.  The monitor
+ *               thread runs while either the segment or the detector is on.
  * Environment variables override the fields: GREENHUB_HUBS=N,
  * GREENHUB_STACK_SIZE=bytes, GREENHUB_PIN=0 (do not pin) or 1.
+ * GREENHUB_BLOCK_MS=N (0: detector off), GREENHUB_BLOCK_REPORT=1 (print
+ * reports), GREENHUB_PUBLISH=0 (no segment) or 1.
  * GREENHUB_GUARD=madvise|mprotect|canary forces a stack guard mode (see
  * gh_stack_guard_mode).  GREENHUB_SPIN_US=N (tuning): how long an idle hub
  * keeps looking for work to steal before it sleeps, default 10; 0 sleeps at
@@ -75,6 +92,9 @@ typedef struct gh_config {
     size_t stack_size;
     int no_pin;
     const char *name;
+    int block_ms;
+    int block_report;
+    int no_publish;
 } gh_config;
 
 /* Starts the hubs, runs main_fn(arg) as the first greenlet (named "main"),

@@ -1,0 +1,388 @@
+/* tests/test_monitor.c — the monitor thread: the shared-memory segment
+ * schedtop reads (sched/shm_layout.h) and the blocking detector. */
+#include "gh_test.h"
+#include "shm_layout.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static char seg_name[64];
+
+static const char *our_seg(void)
+{
+    snprintf(seg_name, sizeof seg_name, GH_SHM_PREFIX "%d", (int)getpid());
+    return seg_name;
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Maps our own segment read-only, as schedtop does; NULL if absent. */
+static const struct gh_shm_header *seg_map(size_t *size)
+{
+    int fd = shm_open(our_seg(), O_RDONLY, 0);
+    if (fd < 0)
+        return NULL;
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    assert_true(p != MAP_FAILED);
+    *size = (size_t)st.st_size;
+    return p;
+}
+
+/* One consistent copy of the segment (malloc'd); fails the test if the
+ * monitor never lets a copy through. */
+static struct gh_shm_header *seg_snapshot(const struct gh_shm_header *seg, size_t size)
+{
+    struct gh_shm_header *c = malloc(size);
+    assert_non_null(c);
+    for (int i = 0; i < 1000; i++) {
+        if (gh_shm_read(seg, c, size) == 0 && c->magic == GH_SHM_MAGIC)
+            return c;
+        gh_sleep_ms(1);
+    }
+    fail_msg("no consistent snapshot of the segment in 1000 tries");
+    return NULL;
+}
+
+/* Waits (in greenlet time) until the monitor has published a sample newer
+ * than `after` (monotonic ns). */
+static struct gh_shm_header *seg_fresh(const struct gh_shm_header *seg, size_t size,
+                                       uint64_t after)
+{
+    for (int i = 0; i < 2000; i++) {
+        struct gh_shm_header *c = seg_snapshot(seg, size);
+        if (c->updated_ns > after)
+            return c;
+        free(c);
+        gh_sleep_ms(5);
+    }
+    fail_msg("the monitor published nothing for 10 s");
+    return NULL;
+}
+
+/* ---- the segment ------------------------------------------------------------ */
+
+static _Atomic int stop_spinners;
+
+static void *yielder(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&stop_spinners))
+        gh_yield();
+    return NULL;
+}
+
+static void *parked_fn(void *arg)
+{
+    gh_event_wait((gh_event *)arg, -1);
+    return NULL;
+}
+
+static void *segment_main(void *arg)
+{
+    (void)arg;
+    size_t size;
+    const struct gh_shm_header *seg = seg_map(&size);
+    assert_non_null(seg);
+    /* Created for us alone. */
+    struct stat st;
+    char path[80];
+    snprintf(path, sizeof path, GH_SHM_DIR "/%s", our_seg() + 1);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(st.st_uid, getuid());
+
+    gh_event evs, *ev = &evs;
+    assert_int_equal(gh_event_init(ev), 0);
+    enum { PARKED = 300 };
+    gh_greenlet *p[PARKED], *y[4];
+    for (int i = 0; i < PARKED; i++)
+        assert_non_null(p[i] = gh_spawn(parked_fn, ev));
+    for (int i = 0; i < 4; i++)
+        assert_non_null(y[i] = gh_spawn(yielder, NULL));
+    gh_sleep_ms(20);
+
+    struct gh_shm_header *a = seg_fresh(seg, size, now_ns());
+    gh_sleep_ms(50);
+    /* Every parked greenlet has run up to its wait once the census says
+     * so; slow builds (TSan) take a while with 4 yielders about. */
+    struct gh_shm_header *b = seg_fresh(seg, size, a->updated_ns);
+    for (int i = 0; i < 400 && b->waiting < PARKED; i++) {
+        uint64_t t = b->updated_ns;
+        free(b);
+        gh_sleep_ms(10);
+        b = seg_fresh(seg, size, t);
+    }
+    assert_int_equal(a->version, GH_SHM_VERSION);
+    assert_int_equal(a->nhubs, 2);
+    assert_int_equal(a->pid, getpid());
+    assert_int_equal(a->running, 1);
+    assert_int_equal(a->total_size, size);
+    assert_int_equal(a->stack_size, 256 * 1024);
+    assert_string_equal(a->runtime_name, "monitor-test");
+    /* The census counts what we made: main, the parked, the yielders. */
+    assert_true(b->spawned >= PARKED + 4 + 1);
+    assert_true(b->alive >= PARKED + 4 + 1);
+    if (b->waiting < PARKED)
+        fail_msg("census: %llu waiting of %llu alive (%llu running, %llu runnable)",
+                 (unsigned long long)b->waiting, (unsigned long long)b->alive,
+                 (unsigned long long)b->running_now, (unsigned long long)b->runnable);
+    assert_true(b->stack_mapped >= (PARKED + 4) * 256 * 1024ull);
+    assert_true(b->rss > 0);
+    uint64_t sw_a = 0, sw_b = 0, greenlets = 0;
+    for (unsigned i = 0; i < 2; i++) {
+        sw_a += GH_SHM_HUB(a, i)->switches;
+        sw_b += GH_SHM_HUB(b, i)->switches;
+        greenlets += GH_SHM_HUB(b, i)->greenlets;
+        assert_true(GH_SHM_HUB(b, i)->state >= GH_SHM_HUB_RUNNING &&
+                    GH_SHM_HUB(b, i)->state <= GH_SHM_HUB_BLOCKED);
+    }
+    assert_true(sw_b > sw_a);          /* the yielders make the counts move */
+    assert_true(greenlets >= PARKED);  /* the parked ran once, on some hub */
+    free(a);
+    free(b);
+
+    atomic_store(&stop_spinners, 1);
+    gh_event_set(ev);
+    for (int i = 0; i < PARKED; i++)
+        assert_int_equal(gh_join(p[i], NULL), 0);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(gh_join(y[i], NULL), 0);
+    assert_int_equal(gh_event_destroy(ev), 0);
+    munmap((void *)seg, size);
+    return NULL;
+}
+
+static void test_segment_published_private_and_moving(void **state)
+{
+    (void)state;
+    unsetenv("GREENHUB_PUBLISH");
+    gh_config cfg = { .hubs = 2, .name = "monitor-test" };
+    assert_int_equal(gh_run(&cfg, segment_main, NULL, NULL), 0);
+    /* Gone once the runtime stopped. */
+    errno = 0;
+    assert_int_equal(shm_open(our_seg(), O_RDONLY, 0), -1);
+    assert_int_equal(errno, ENOENT);
+}
+
+/* A segment left by a dead process that had our pid is replaced. */
+static void *stale_main(void *arg)
+{
+    (void)arg;
+    size_t size;
+    const struct gh_shm_header *seg = seg_map(&size);
+    assert_non_null(seg);
+    struct gh_shm_header *c = seg_fresh(seg, size, 0);
+    assert_int_equal(c->magic, GH_SHM_MAGIC);
+    assert_int_equal(c->pid, getpid());
+    free(c);
+    munmap((void *)seg, size);
+    return NULL;
+}
+
+static void test_stale_segment_of_our_pid_replaced(void **state)
+{
+    (void)state;
+    int fd = shm_open(our_seg(), O_RDWR | O_CREAT | O_EXCL, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "stale", 5), 5);
+    close(fd);
+    gh_test_run(2, stale_main, NULL);
+    assert_int_equal(shm_open(our_seg(), O_RDONLY, 0), -1);
+}
+
+static void *unpublished_main(void *arg)
+{
+    (void)arg;
+    size_t size;
+    assert_null(seg_map(&size));
+    return NULL;
+}
+
+static void test_no_segment_when_publish_is_off(void **state)
+{
+    (void)state;
+    gh_config cfg = { .hubs = 2, .no_publish = 1 };
+    assert_int_equal(gh_run(&cfg, unpublished_main, NULL, NULL), 0);
+    setenv("GREENHUB_PUBLISH", "0", 1);
+    gh_test_run(1, unpublished_main, NULL);
+    unsetenv("GREENHUB_PUBLISH");
+}
+
+/* ---- the blocking detector ------------------------------------------------------ */
+
+static void spin_ms(unsigned ms)
+{
+    uint64_t end = now_ns() + ms * 1000000ull;
+    while (now_ns() < end)
+        ;
+}
+
+static void *hog_fn(void *arg)
+{
+    spin_ms((unsigned)(uintptr_t)arg);   /* never switches */
+    return NULL;
+}
+
+/* Well behaved: as much CPU in all, but switching every millisecond. */
+static void *polite_fn(void *arg)
+{
+    unsigned ms = (unsigned)(uintptr_t)arg;
+    for (unsigned i = 0; i < ms; i++) {
+        spin_ms(1);
+        gh_yield();
+    }
+    return NULL;
+}
+
+/* The reports in a snapshot, by seqno order. */
+static unsigned reports_named(const struct gh_shm_header *c, const char *name,
+                              uint64_t *max_ms)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < GH_SHM_BLOCKED_MAX; i++) {
+        const struct gh_shm_blocked *r = &c->blocked[i];
+        if (r->seqno && strcmp(r->name, name) == 0) {
+            n++;
+            if (max_ms && r->duration_ns / 1000000u > *max_ms)
+                *max_ms = r->duration_ns / 1000000u;
+        }
+    }
+    return n;
+}
+
+static void *detector_main(void *arg)
+{
+    (void)arg;
+    size_t size;
+    const struct gh_shm_header *seg = seg_map(&size);
+    assert_non_null(seg);
+    gh_spawn_opts polite = { .name = "polite" }, hog = { .name = "hog" };
+    gh_greenlet *p1 = gh_spawn_with(&polite, polite_fn, (void *)(uintptr_t)400);
+    gh_greenlet *p2 = gh_spawn_with(&polite, polite_fn, (void *)(uintptr_t)400);
+    assert_int_equal(gh_join(p1, NULL), 0);
+    assert_int_equal(gh_join(p2, NULL), 0);
+    struct gh_shm_header *c = seg_fresh(seg, size, now_ns());
+    if (c->blocked_total != 0)
+        fail_msg("%llu blocking reports for polite greenlets, the first: '%s' %llu ms",
+                 (unsigned long long)c->blocked_total, c->blocked[0].name,
+                 (unsigned long long)c->blocked[0].duration_ns / 1000000u);
+    free(c);
+
+    gh_greenlet *h = gh_spawn_with(&hog, hog_fn, (void *)(uintptr_t)300);
+    assert_int_equal(gh_join(h, NULL), 0);
+    c = seg_fresh(seg, size, now_ns());
+    uint64_t max_ms = 0;
+    assert_int_equal(reports_named(c, "hog", &max_ms), 1);
+    assert_int_equal(c->blocked_total, 1);
+    assert_int_equal(c->blocked[0].ongoing, 0);
+    /* A lower bound, short by less than two periods (25 ms here). */
+    if (max_ms < 300 - 2 * 25 - 10 || max_ms > 300 + 200)
+        fail_msg("hog reported as blocking for %llu ms, it spun 300",
+                 (unsigned long long)max_ms);
+    assert_int_equal(reports_named(c, "polite", NULL), 0);
+    free(c);
+    munmap((void *)seg, size);
+    return NULL;
+}
+
+static void test_detector_reports_hog_by_name_not_polite(void **state)
+{
+    (void)state;
+    unsetenv("GREENHUB_BLOCK_MS");
+    unsetenv("GREENHUB_PUBLISH");
+    gh_test_run(2, detector_main, NULL);
+}
+
+/* GREENHUB_BLOCK_REPORT=1: the report on stderr, checked in a child. */
+static void *report_main(void *arg)
+{
+    (void)arg;
+    gh_spawn_opts hog = { .name = "cpu hog" };
+    gh_greenlet *h = gh_spawn_with(&hog, hog_fn, (void *)(uintptr_t)300);
+    assert_int_equal(gh_join(h, NULL), 0);
+    return NULL;
+}
+
+static void test_detector_prints_report_with_env(void **state)
+{
+    (void)state;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[1], 2);
+        close(fds[0]);
+        setenv("GREENHUB_BLOCK_REPORT", "1", 1);
+        setenv("GREENHUB_BLOCK_MS", "50", 1);
+        gh_config cfg = { .hubs = 2 };
+        _exit(gh_run(&cfg, report_main, NULL, NULL) == 0 ? 0 : 1);
+    }
+    close(fds[1]);
+    char buf[4096];
+    size_t n = 0;
+    ssize_t r;
+    while (n < sizeof buf - 1 && (r = read(fds[0], buf + n, sizeof buf - 1 - n)) > 0)
+        n += (size_t)r;
+    buf[n] = '\0';
+    close(fds[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    if (!strstr(buf, "greenhub: greenlet 'cpu hog' (#") || !strstr(buf, "has blocked hub") ||
+        !strstr(buf, "ms in all"))
+        fail_msg("stderr of the child: <%s>", buf);
+}
+
+/* GREENHUB_BLOCK_MS=0 turns the detector off: the same hog, no report. */
+static void *off_main(void *arg)
+{
+    (void)arg;
+    size_t size;
+    const struct gh_shm_header *seg = seg_map(&size);
+    assert_non_null(seg);
+    gh_spawn_opts hog = { .name = "hog" };
+    gh_greenlet *h = gh_spawn_with(&hog, hog_fn, (void *)(uintptr_t)200);
+    assert_int_equal(gh_join(h, NULL), 0);
+    struct gh_shm_header *c = seg_fresh(seg, size, now_ns());
+    assert_int_equal(c->block_ns, 0);
+    assert_int_equal(c->blocked_total, 0);
+    free(c);
+    munmap((void *)seg, size);
+    return NULL;
+}
+
+static void test_detector_off_with_block_ms_zero(void **state)
+{
+    (void)state;
+    setenv("GREENHUB_BLOCK_MS", "0", 1);
+    gh_test_run(2, off_main, NULL);
+    unsetenv("GREENHUB_BLOCK_MS");
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_segment_published_private_and_moving),
+        cmocka_unit_test(test_stale_segment_of_our_pid_replaced),
+        cmocka_unit_test(test_no_segment_when_publish_is_off),
+        cmocka_unit_test(test_detector_reports_hog_by_name_not_polite),
+        cmocka_unit_test(test_detector_prints_report_with_env),
+        cmocka_unit_test(test_detector_off_with_block_ms_zero),
+    };
+    return gh_test_main(argc, argv, tests, sizeof tests / sizeof tests[0], __FILE__);
+}
