@@ -315,7 +315,10 @@ static int sample_hub(struct gh__monitor *m, unsigned i, uint64_t now)
     o->stack_mapped = o->greenlets * gh__stack_default_size() + o->stack_cached;
     o->current_id = g && w->named ? w->id : 0;
     o->current_ns = g && w->named ? now - w->since_ns : 0;
-    memcpy(o->current_name, g && w->named ? w->name : "", GH_SHM_NAME_LEN);
+    if (g && w->named)
+        memcpy(o->current_name, w->name, GH_SHM_NAME_LEN);
+    else
+        memset(o->current_name, 0, GH_SHM_NAME_LEN);
     return o->state == GH_SHM_HUB_SLEEPING;
 }
 
