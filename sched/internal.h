@@ -299,6 +299,8 @@ struct gh__hub {
     unsigned near_count;         /* victims[0..near_count) share a cache */
     void *altstack;
     pthread_t thread;
+    int tid;                     /* its thread's id and CPU clock, for */
+    clockid_t cpuclock;          /* monitor.c; set before the hubs start */
     unsigned index;
     struct gh__stats_cells st;
     struct gh__io_hub *io;       /* io/poll.c: this hub's fd watches */
@@ -479,6 +481,9 @@ void gh__stack_hub_free(struct gh__hub *h);
  * default stack size (page-rounded). */
 size_t gh__stack_cached(const struct gh__hub *h);
 uint64_t gh__stack_mapped(void);
+/* Bytes of default-size stack pages resident now (mincore over every
+ * segment: one system call per 64 stacks; the monitor calls it rarely). */
+uint64_t gh__stack_resident(void);
 size_t gh__stack_default_size(void);
 
 /* monitor.c: the monitor thread (shm segment for schedtop, blocking

@@ -23,7 +23,15 @@
  * stretch lasts) and, with block_report, prints one line then and one when
  * the greenlet finally switches.  A hub thread the OS does not run (a
  * machine overloaded with real-time processes) looks the same and is
- * reported the same: from inside the process the two cannot be told apart.
+ * reported the same...  unless the kernel tells them apart, and it does:
+ * between two samples of a stretch the greenlet is blamed for the whole
+ * interval if its hub thread ran for at least half of it (a CPU hog) or
+ * is asleep in the kernel (state S or D in /proc/self/task/<tid>/stat: a
+ * blocking call), and otherwise only for the CPU time the thread got (it
+ * was runnable but the machine did not run it: real-time processes on its
+ * core, say).  A report's duration is that blamed time.  Those two reads
+ * (the thread's CPU clock, its state) happen only while a stretch lasts,
+ * i.e. while a greenlet has run a whole period without switching.
  *
  * Reading a greenlet the monitor does not own.  h->current is stored with
  * release (gh__hub_set_current) and loaded here with acquire; control
@@ -65,6 +73,7 @@ enum { MS = 1000000 };
 #define PERIOD_MIN_NS (1ull * MS)
 #define PERIOD_MAX_NS (250ull * MS)
 #define RSS_EVERY_NS (250ull * MS)
+#define STACK_RES_EVERY_NS (1000ull * MS)
 enum { IDLE_SAMPLES = 4 };
 
 /* What the detector remembers of one hub between samples. */
@@ -74,6 +83,9 @@ struct watch {
     uint32_t tick;               /* scheduling decisions, ditto */
     uint64_t since_ns;           /* first sample of this stretch (monotonic) */
     uint64_t since_unix_ns;
+    uint64_t sample_ns;          /* the last sample of this stretch */
+    uint64_t cpu_ns;             /* the hub thread's CPU time then */
+    uint64_t blamed_ns;          /* of the stretch, the greenlet's doing */
     uint64_t report;             /* report seqno for this stretch, 0: none */
     uint64_t id;                 /* g's id and name, once validated */
     char name[GH_SHM_NAME_LEN];
@@ -95,10 +107,13 @@ struct gh__monitor {
     int statm_fd;
     uint64_t period_ns;
     uint64_t rss, rss_at_ns;
+    uint64_t stack_res, stack_res_at_ns, stack_res_cost_ns;
     unsigned idle_samples;       /* in a row with every hub asleep */
     uint64_t nreports;
     struct gh_shm_blocked reports[GH_SHM_BLOCKED_MAX];
     struct watch *w;             /* one per hub */
+    int *stat_fd;                /* per hub /proc/self/task/<tid>/stat,
+                                  * -1: not open yet, -2: cannot be */
     struct gh_shm_hub *hubs;     /* this sample, one per hub */
 };
 
@@ -183,6 +198,7 @@ static void seg_publish(struct gh__monitor *m, const struct gh_shm_header *censu
     s->waiting = census->waiting;
     s->stack_mapped = census->stack_mapped;
     s->rss = census->rss;
+    s->stack_resident = census->stack_resident;
     s->blocked_total = m->nreports;
     memcpy(s->blocked, m->reports, sizeof s->blocked);
     memcpy((char *)s + s->header_size, m->hubs, m->rt->nhubs * sizeof *m->hubs);
@@ -228,6 +244,46 @@ static struct gh_shm_blocked *report_of(struct gh__monitor *m, uint64_t seqno)
     return r->seqno == seqno ? r : NULL;   /* NULL: overwritten since */
 }
 
+/* CPU time hub i's thread has used, in ns (0 if unknown). */
+static uint64_t hub_cpu_ns(const struct gh__monitor *m, unsigned i)
+{
+    struct timespec ts;
+    if (clock_gettime(m->rt->hubs[i].cpuclock, &ts) != 0)
+        return 0;
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Is hub i's thread asleep in the kernel (state S or D)? */
+static bool hub_in_kernel_sleep(struct gh__monitor *m, unsigned i)
+{
+    if (m->stat_fd[i] == -1) {
+        char path[64];
+        snprintf(path, sizeof path, "/proc/self/task/%d/stat", m->rt->hubs[i].tid);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        m->stat_fd[i] = fd >= 0 ? fd : -2;
+    }
+    char buf[256];
+    ssize_t n = m->stat_fd[i] >= 0 ? pread(m->stat_fd[i], buf, sizeof buf - 1, 0) : -1;
+    if (n <= 0)
+        return false;
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');   /* the name may hold anything */
+    return p && p[1] == ' ' && (p[2] == 'S' || p[2] == 'D');
+}
+
+/* Blame for the interval since the stretch's last sample (see the top). */
+static void stretch_blame(struct gh__monitor *m, unsigned i, struct watch *w, uint64_t now)
+{
+    uint64_t interval = now - w->sample_ns, cpu = hub_cpu_ns(m, i);
+    uint64_t used = cpu > w->cpu_ns ? cpu - w->cpu_ns : 0;
+    if (!cpu || used * 2 >= interval || hub_in_kernel_sleep(m, i))
+        w->blamed_ns += interval;
+    else
+        w->blamed_ns += used;
+    w->sample_ns = now;
+    w->cpu_ns = cpu;
+}
+
 /* The stretch hub i was in has ended (it switched): close its report. */
 static void stretch_end(struct gh__monitor *m, struct watch *w)
 {
@@ -270,15 +326,17 @@ static void detect(struct gh__monitor *m, unsigned i, gh_greenlet *g, uint64_t s
         w->g = g;
         w->switches = switches;
         w->tick = tick;
-        w->since_ns = now;
+        w->since_ns = w->sample_ns = now;
         w->since_unix_ns = clock_ns(CLOCK_REALTIME);
+        w->cpu_ns = g ? hub_cpu_ns(m, i) : 0;
+        w->blamed_ns = 0;
         return;
     }
     if (!w->named && read_greenlet(h, g, switches, &w->id, w->name))
         w->named = true;
-    uint64_t dur = now - w->since_ns;
-    if (w->named && m->rt->block_ns && dur >= m->rt->block_ns)
-        stretch_report(m, w, i, dur);
+    stretch_blame(m, i, w, now);
+    if (w->named && m->rt->block_ns && w->blamed_ns >= m->rt->block_ns)
+        stretch_report(m, w, i, w->blamed_ns);
 }
 
 /* Samples hub i into m->hubs[i]; returns 1 if it sleeps. */
@@ -322,6 +380,21 @@ static int sample_hub(struct gh__monitor *m, unsigned i, uint64_t now)
     return o->state == GH_SHM_HUB_SLEEPING;
 }
 
+/* Resident stack bytes, refreshed at most every second and at most 1% of
+ * the monitor's time (a million stacks are ~16,000 mincore calls). */
+static uint64_t read_stack_resident(struct gh__monitor *m, uint64_t now)
+{
+    uint64_t every = m->stack_res_cost_ns * 100;
+    if (m->stack_res_at_ns && now - m->stack_res_at_ns < (every > STACK_RES_EVERY_NS
+                                                          ? every : STACK_RES_EVERY_NS))
+        return m->stack_res;
+    m->stack_res = gh__stack_resident();
+    uint64_t end = clock_ns(CLOCK_MONOTONIC);
+    m->stack_res_cost_ns = end - now;
+    m->stack_res_at_ns = end;
+    return m->stack_res;
+}
+
 static uint64_t read_rss(struct gh__monitor *m, uint64_t now)
 {
     if (m->statm_fd < 0 || now - m->rss_at_ns < RSS_EVERY_NS)
@@ -363,6 +436,7 @@ static bool sample(struct gh__monitor *m, uint64_t now, struct gh_shm_header *c)
     c->waiting = c->alive - c->running_now - c->runnable;
     c->stack_mapped = gh__stack_mapped();
     c->rss = read_rss(m, now);
+    c->stack_resident = read_stack_resident(m, now);
     return asleep == rt->nhubs;
 }
 
@@ -443,6 +517,10 @@ static void monitor_free(struct gh__monitor *m)
     seg_close(m);
     if (m->statm_fd >= 0)
         close(m->statm_fd);
+    for (unsigned i = 0; m->stat_fd && i < m->rt->nhubs; i++)
+        if (m->stat_fd[i] >= 0)
+            close(m->stat_fd[i]);
+    free(m->stat_fd);
     pthread_cond_destroy(&m->cv);
     pthread_mutex_destroy(&m->mu);
     free(m->w);
@@ -465,7 +543,10 @@ static struct gh__monitor *monitor_new(struct gh__runtime *rt)
     pthread_condattr_destroy(&ca);
     m->w = calloc(rt->nhubs, sizeof *m->w);
     m->hubs = calloc(rt->nhubs, sizeof *m->hubs);
-    if (!m->w || !m->hubs) {
+    m->stat_fd = malloc(rt->nhubs * sizeof *m->stat_fd);
+    for (unsigned i = 0; m->stat_fd && i < rt->nhubs; i++)
+        m->stat_fd[i] = -1;
+    if (!m->w || !m->hubs || !m->stat_fd) {
         monitor_free(m);
         return NULL;
     }

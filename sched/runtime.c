@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 enum { DEFAULT_STACK = 256 * 1024 };
 enum { DEQUE_INITIAL = 256 };      /* grows on demand */
@@ -96,6 +97,9 @@ static void sched_ctx_init(struct gh__hub *h)
 static int hub_init(struct gh__hub *h)
 {
     gh__hub_set_self(h);
+    h->tid = (int)gettid();   /* before the start handshake: the monitor reads them */
+    if (pthread_getcpuclockid(pthread_self(), &h->cpuclock) != 0)
+        h->cpuclock = CLOCK_THREAD_CPUTIME_ID;   /* the monitor's own: harmless */
     h->errno_loc = &errno;
     if (h->core >= 0 && gh__topology_pin_self(h->core) != 0)
         h->core = -1;

@@ -20,9 +20,16 @@
  * integers so a reader in another process (or another language) can copy
  * them; all are little-endian host order, this is not a network format.
  *
- * Versioning.  `magic` and `version` first; a reader must refuse a version
- * it does not know.  Fields are only ever appended (the sizes in the header
- * say where the hub array starts and how long each hub's record is). */
+ * Start-up.  The segment is created with `seq` 1 and filled while odd, so
+ * even the fields that never change (magic, sizes, config) are valid only
+ * once a reader has seen `seq` even and non-zero: gh_shm_read's rule.
+ *
+ * Versioning.  `magic` and `version` first.  Fields are only ever appended
+ * to the header or to a hub's record, and appending keeps the version: a
+ * reader takes `header_size` and `hub_size` from the segment (the hub
+ * array starts at `header_size`, records are `hub_size` apart) and accepts
+ * sizes at least as large as the ones it knows.  An incompatible change
+ * bumps `version`, and a reader must refuse a version it does not know. */
 #ifndef GH_SHM_LAYOUT_H
 #define GH_SHM_LAYOUT_H
 
@@ -119,6 +126,10 @@ struct gh_shm_header {
     struct gh_shm_blocked blocked[GH_SHM_BLOCKED_MAX]; /* report n is at
                                * [(n - 1) % GH_SHM_BLOCKED_MAX] */
     char runtime_name[32];    /* config: gh_config.name, "" if none */
+    uint64_t stack_resident;  /* now: bytes of default-size stacks resident
+                               * (mincore, refreshed at most every second);
+                               * not split by hub: a stack belongs to a
+                               * greenlet, which moves between hubs */
 };
 
 #define GH_SHM_HUB(hdr, i)                                                     \

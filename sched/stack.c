@@ -420,6 +420,38 @@ size_t gh__stack_default_size(void)
     return S.size;
 }
 
+/* Resident pages of one segment, counted with mincore; vec holds its
+ * pages.  Guard pages are never resident, so they count nothing. */
+static uint64_t segment_resident(char *seg, unsigned char *vec, size_t pages)
+{
+    uint64_t n = 0;
+    if (mincore(seg, pages * S.page, vec) != 0)
+        return 0;
+    for (size_t i = 0; i < pages; i++)
+        n += vec[i] & 1;
+    return n * S.page;
+}
+
+uint64_t gh__stack_resident(void)
+{
+    /* Copy the segment list (segments stay mapped until the runtime
+     * ends), then ask the kernel without holding the lock. */
+    pthread_mutex_lock(&S.mu);
+    size_t n = S.nsegs;
+    char **segs = n ? malloc(n * sizeof *segs) : NULL;
+    if (segs)
+        memcpy(segs, S.segs, n * sizeof *segs);
+    pthread_mutex_unlock(&S.mu);
+    size_t pages = SEG_STACKS * S.slot / S.page;
+    unsigned char *vec = segs ? malloc(pages) : NULL;
+    uint64_t total = 0;
+    for (size_t i = 0; vec && i < n; i++)
+        total += segment_resident(segs[i], vec, pages);
+    free(vec);
+    free(segs);
+    return total;
+}
+
 /* ---- overflow report ------------------------------------------------------
  * Async-signal-safe: formats with no stdio and writes with write(2). */
 

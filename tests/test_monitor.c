@@ -118,9 +118,11 @@ static void *segment_main(void *arg)
     struct gh_shm_header *a = seg_fresh(seg, size, now_ns());
     gh_sleep_ms(50);
     /* Every parked greenlet has run up to its wait once the census says
-     * so; slow builds (TSan) take a while with 4 yielders about. */
+     * so; slow builds (TSan) take a while with 4 yielders about.  The
+     * resident stack figure is refreshed once a second. */
     struct gh_shm_header *b = seg_fresh(seg, size, a->updated_ns);
-    for (int i = 0; i < 400 && b->waiting < PARKED; i++) {
+    for (int i = 0; i < 400 && (b->waiting < PARKED ||
+                                b->stack_resident < PARKED * 4096ull); i++) {
         uint64_t t = b->updated_ns;
         free(b);
         gh_sleep_ms(10);
@@ -142,6 +144,10 @@ static void *segment_main(void *arg)
                  (unsigned long long)b->running_now, (unsigned long long)b->runnable);
     assert_true(b->stack_mapped >= (PARKED + 4) * 256 * 1024ull);
     assert_true(b->rss > 0);
+    /* Each parked greenlet has touched its stack: some pages resident,
+     * never more than mapped. */
+    assert_true(b->stack_resident >= PARKED * 4096ull);
+    assert_true(b->stack_resident <= b->stack_mapped);
     uint64_t sw_a = 0, sw_b = 0, greenlets = 0;
     for (unsigned i = 0; i < 2; i++) {
         sw_a += GH_SHM_HUB(a, i)->switches;
@@ -307,6 +313,43 @@ static void test_detector_reports_hog_by_name_not_polite(void **state)
     gh_test_run(2, detector_main, NULL);
 }
 
+/* A blocking libc call greenhub does not know about: the hub thread sleeps
+ * in the kernel, the greenlet is to blame all the same. */
+static void *usleep_fn(void *arg)
+{
+    (void)arg;
+    usleep(300000);
+    return NULL;
+}
+
+static void *libc_block_main(void *arg)
+{
+    (void)arg;
+    size_t size;
+    const struct gh_shm_header *seg = seg_map(&size);
+    assert_non_null(seg);
+    gh_spawn_opts o = { .name = "in usleep" };
+    gh_greenlet *g = gh_spawn_with(&o, usleep_fn, NULL);
+    assert_int_equal(gh_join(g, NULL), 0);
+    struct gh_shm_header *c = seg_fresh(seg, size, now_ns());
+    uint64_t max_ms = 0;
+    if (reports_named(c, "in usleep", &max_ms) != 1 || max_ms < 300 - 2 * 25 - 10)
+        fail_msg("%llu reports in all, %u for 'in usleep' (longest %llu ms)",
+                 (unsigned long long)c->blocked_total, reports_named(c, "in usleep", NULL),
+                 (unsigned long long)max_ms);
+    free(c);
+    munmap((void *)seg, size);
+    return NULL;
+}
+
+static void test_detector_reports_blocking_libc_call(void **state)
+{
+    (void)state;
+    unsetenv("GREENHUB_BLOCK_MS");
+    unsetenv("GREENHUB_PUBLISH");
+    gh_test_run(2, libc_block_main, NULL);
+}
+
 /* GREENHUB_BLOCK_REPORT=1: the report on stderr, checked in a child. */
 static void *report_main(void *arg)
 {
@@ -381,6 +424,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_stale_segment_of_our_pid_replaced),
         cmocka_unit_test(test_no_segment_when_publish_is_off),
         cmocka_unit_test(test_detector_reports_hog_by_name_not_polite),
+        cmocka_unit_test(test_detector_reports_blocking_libc_call),
         cmocka_unit_test(test_detector_prints_report_with_env),
         cmocka_unit_test(test_detector_off_with_block_ms_zero),
     };

@@ -6,12 +6,13 @@
 # for tools/test.sh aarch64; not jemalloc's, whose -dev package cannot be
 # installed for two architectures at once (that build uses glibc malloc).
 set -euo pipefail
-pkgs=(gcc make cmake pkg-config libuv1-dev libhwloc-dev libjemalloc-dev libcmocka-dev valgrind)
+pkgs=(gcc make cmake pkg-config libuv1-dev libhwloc-dev libjemalloc-dev libcmocka-dev valgrind
+      libncurses-dev)
 case "${1:-}" in
 --bench) pkgs+=(g++ golang-go libboost-context-dev libboost-fiber-dev gnuplot-nox python3-gevent) ;;
 --aarch64)
     pkgs+=(gcc-aarch64-linux-gnu qemu-user libc6:arm64 libuv1-dev:arm64
-           libhwloc-dev:arm64 libcmocka-dev:arm64)
+           libhwloc-dev:arm64 libcmocka-dev:arm64 libncurses-dev:arm64)
     if ! dpkg --print-foreign-architectures | grep -qx arm64; then
         [[ $(id -u) -ne 0 ]] && s=sudo || s=""
         $s dpkg --add-architecture arm64
