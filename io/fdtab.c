@@ -11,9 +11,9 @@
 #include <signal.h>
 #include <stdlib.h>
 
-enum { CHUNK = 4096, NCHUNKS = GH_FD_MAX / CHUNK };
+enum { CHUNK = GH__FD_CHUNK };
 
-static _Atomic(struct gh__fdstate *) chunks[NCHUNKS];
+_Atomic(struct gh__fdstate *) gh__fd_chunks[GH_FD_MAX / GH__FD_CHUNK];
 static _Atomic uint32_t epoch = 1;
 
 uint32_t gh__io_epoch(void)
@@ -26,13 +26,13 @@ void gh__io_runtime_start(void)
     atomic_fetch_add(&epoch, 1);
 }
 
-struct gh__fdstate *gh__fdstate_get(int fd)
+struct gh__fdstate *gh__fdstate_make(int fd)
 {
     if (fd < 0 || fd >= GH_FD_MAX) {
         errno = EINVAL;
         return NULL;
     }
-    _Atomic(struct gh__fdstate *) *slot = &chunks[fd / CHUNK];
+    _Atomic(struct gh__fdstate *) *slot = &gh__fd_chunks[fd / CHUNK];
     struct gh__fdstate *c = atomic_load_explicit(slot, memory_order_acquire);
     if (!c) {
         /* calloc: every lock clear, every field 0 (atomic_flag's clear
@@ -81,7 +81,7 @@ int gh__fd_mark_hub(struct gh__fdstate *st, unsigned hub)
     return err;
 }
 
-int gh__fd_nonblock(int fd)
+int gh__fd_nonblock_slow(int fd)
 {
     if (fd < 0)
         return EBADF;   /* what the call itself would say */
@@ -119,10 +119,14 @@ static void ignore_sigpipe(void)
     }
 }
 
-void gh__io_sigpipe_once(void)
+_Atomic bool gh__sigpipe_done;
+
+void gh__io_sigpipe_slow(void)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, ignore_sigpipe);
+    /* release: whoever sees it set skips a disposition already changed */
+    atomic_store_explicit(&gh__sigpipe_done, true, memory_order_release);
 }
 
 /* ---- descriptors freed, for accepts out of them (sys.c) ------------------------ */

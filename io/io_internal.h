@@ -52,27 +52,69 @@ struct gh__io_hub {
 /* fds at or above this get EINVAL from the green calls (16M). */
 #define GH_FD_MAX (1 << 24)
 
+/* The table (fdtab.c): GH__FD_CHUNK states per chunk, each chunk
+ * allocated on first use and published with a CAS, never freed. */
+enum { GH__FD_CHUNK = 4096 };
+extern _Atomic(struct gh__fdstate *) gh__fd_chunks[GH_FD_MAX / GH__FD_CHUNK];
+/* gh__fdstate_get when fd's chunk is not there yet (or fd is out of
+ * range). */
+struct gh__fdstate *gh__fdstate_make(int fd);
+
 /* The state of fd, created on first use; NULL (errno EINVAL or ENOMEM) if
- * fd < 0, fd >= GH_FD_MAX or out of memory. */
-struct gh__fdstate *gh__fdstate_get(int fd);
+ * fd < 0, fd >= GH_FD_MAX or out of memory.  Inline: every green call
+ * looks its fd up. */
+static inline struct gh__fdstate *gh__fdstate_get(int fd)
+{
+    unsigned u = (unsigned)fd;   /* a negative fd wraps beyond GH_FD_MAX */
+    struct gh__fdstate *c = u < GH_FD_MAX ?
+        atomic_load_explicit(&gh__fd_chunks[u / GH__FD_CHUNK], memory_order_acquire) : NULL;
+    return c ? &c[u % GH__FD_CHUNK] : gh__fdstate_make(fd);
+}
 /* The current runtime run (bumped by gh__io_runtime_start). */
 uint32_t gh__io_epoch(void);
 /* Records that hub `hub` will watch fd.  Returns 0, or EAGAIN while a
  * gh_close of fd is in progress. */
 int gh__fd_mark_hub(struct gh__fdstate *st, unsigned hub);
-/* Makes fd non-blocking (once per fd; remembered).  Returns 0 or errno. */
-int gh__fd_nonblock(int fd);
+/* gh__fd_nonblock when fd is not known to be non-blocking. */
+int gh__fd_nonblock_slow(int fd);
+
+/* Makes fd non-blocking (once per fd; remembered).  Returns 0 or errno.
+ * Inline: the common case is one flag already set. */
+static inline int gh__fd_nonblock(int fd)
+{
+    struct gh__fdstate *st;
+    if (fd >= 0 && fd < GH_FD_MAX && (st = gh__fdstate_get(fd)) &&
+        atomic_load_explicit(&st->nb, memory_order_relaxed))
+        return 0;
+    return gh__fd_nonblock_slow(fd);
+}
 /* Remembers that st's fd is non-blocking (one we made so). */
 void gh__fd_mark_nonblock(struct gh__fdstate *st);
 /* The wait behind every green call: gh_wait_fd without argument checks,
  * bounded by the caller's deadline scope.  Returns 0 or an errno. */
 int gh__io_wait(int fd, int events, int64_t timeout_ms);
+/* Hub thread, after a green read of fd on h returned fewer bytes than it
+ * asked for (not 0): the fd is likely drained (poll.c, "Drained"). */
+void gh__io_note_short(struct gh__hub *h, int fd);
+/* Hub thread: true (and the note forgotten) if the last green read of fd
+ * on h was short and h's watch has not seen fd readable since; the next
+ * read then waits before its call. */
+bool gh__io_drained_take(struct gh__hub *h, int fd);
 /* gh_close says a descriptor was freed; an accept that ran out of them
  * waits for that, at most ms. */
 void gh__fd_freed_notify(void);
 void gh__fd_freed_wait(int64_t ms);
-/* SIGPIPE ignored process-wide if its disposition is the default (once). */
-void gh__io_sigpipe_once(void);
+/* Set once gh__io_sigpipe_slow has run (fdtab.c). */
+extern _Atomic bool gh__sigpipe_done;
+void gh__io_sigpipe_slow(void);
+
+/* SIGPIPE ignored process-wide if its disposition is the default (once).
+ * Inline: every green call makes sure of it first. */
+static inline void gh__io_sigpipe_once(void)
+{
+    if (!atomic_load_explicit(&gh__sigpipe_done, memory_order_acquire))
+        gh__io_sigpipe_slow();
+}
 
 /* ---- hub calls (hubcall.c) ----------------------------------------------------
  * A libuv loop may be touched only by its own thread.  Another thread that

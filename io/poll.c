@@ -27,6 +27,18 @@
  *   so two spurious callbacks are the price, paid only when interest
  *   actually changed (see IDLE_FIRES_MAX).
  *
+ * Drained (a hint for the next read; sys.c)
+ *   A green read of a byte stream that returned fewer bytes than asked
+ *   left the fd empty, so the next read would almost surely meet EAGAIN:
+ *   a system call per round trip of a request/response connection for
+ *   nothing.  The watch remembers such a short read (`drained`) and the
+ *   next read on this hub waits first.  Only a hint: the watch is
+ *   level-triggered and armed for reading during that wait, so data that
+ *   came in meanwhile ends it at the next poll (a park, never a hang).  A
+ *   readable fire clears it (data came).  `stream` is decided once per
+ *   watch: not for datagram or packet sockets, where a short read is one
+ *   message among others still queued.
+ *
  * Closing (gh_close, on any thread)
  *   A hub's watch on fd must be gone before close(2) frees the number:
  *   libuv keeps a watcher per fd per loop, and a new fd with the same
@@ -52,6 +64,7 @@
 #include <pthread.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 struct gh__fdreg {
@@ -66,6 +79,8 @@ struct gh__fdpoll {
     int fd;
     int armed;                   /* events the handle watches; 0: stopped */
     unsigned idle_fires;         /* fires in a row that woke nobody */
+    bool stream;                 /* a short read drains it (see "Drained") */
+    bool drained;                /* a short read since the last readable fire */
     unsigned n, cap;
     struct gh__fdreg *regs;
 };
@@ -167,6 +182,8 @@ static void on_ready(uv_poll_t *hd, int status, int uvev)
     int ev = status < 0 ? GH_READ | GH_WRITE :
              ((uvev & (UV_READABLE | UV_DISCONNECT)) ? GH_READ : 0) |
              ((uvev & UV_WRITABLE) ? GH_WRITE : 0);
+    if (ev & GH_READ)
+        p->drained = false;   /* data came (or an error, a hang-up) */
     bool woke = false;
     int want = 0;
     unsigned k = 0;
@@ -199,6 +216,18 @@ static void poll_free_cb(uv_handle_t *hd)
     free(p);
 }
 
+/* Does a short read drain fd?  Yes for a stream socket and for what is
+ * not a socket (a pipe, a tty, an eventfd...); not for datagram or packet
+ * sockets.  One getsockopt per watch. */
+static bool fd_is_stream(int fd)
+{
+    int type;
+    socklen_t len = sizeof type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
+        return errno == ENOTSOCK;
+    return type == SOCK_STREAM;
+}
+
 /* h's watch on fd, created on first use.  Returns 0, EPERM for a file
  * epoll cannot watch (a regular file: always ready), or an errno. */
 static int poll_get(struct gh__hub *h, int fd, struct gh__fdpoll **out)
@@ -227,8 +256,32 @@ static int poll_get(struct gh__hub *h, int fd, struct gh__fdpoll **out)
     }
     p->handle.data = p;
     p->fd = fd;
+    p->stream = fd_is_stream(fd);
     *out = io->polls[fd] = p;
     return 0;
+}
+
+/* h's watch on fd, or NULL if h has none. */
+static struct gh__fdpoll *poll_find(struct gh__hub *h, int fd)
+{
+    struct gh__io_hub *io = h->io;
+    return (size_t)fd < io->cap ? io->polls[fd] : NULL;
+}
+
+void gh__io_note_short(struct gh__hub *h, int fd)
+{
+    struct gh__fdpoll *p = poll_find(h, fd);
+    if (p && p->stream)
+        p->drained = true;
+}
+
+bool gh__io_drained_take(struct gh__hub *h, int fd)
+{
+    struct gh__fdpoll *p = poll_find(h, fd);
+    if (!p || !p->drained)
+        return false;
+    p->drained = false;
+    return true;
 }
 
 /* Hub thread: wakes fd's waiters on h with EBADF and closes h's watch. */

@@ -10,7 +10,17 @@
  * greenlets of its hub.  So, as Tokio's cooperative budget does, a
  * greenlet that has made GH_IO_BUDGET successful mirror calls in a row
  * without giving up its hub yields once, after the call succeeded (its
- * data and return value are kept; errno too).  See budget_spend(). */
+ * data and return value are kept; errno too).  See budget_spend().
+ *
+ * Reads that wait first: a read of a byte stream that returned short
+ * drained it, and the next read on the same fd would meet EAGAIN; so the
+ * next read of it on that hub waits before its call instead (poll.c,
+ * "Drained").  A request/response connection then costs a read and a
+ * write per round trip, not a read, a write and a read that fails.  The wait is only a
+ * hint: if it fails (deadline, kill, no memory for its timer) the call is
+ * made anyway, and its success wins, so every read returns what a
+ * call-first read would have; only a close (EBADF) is final, since the
+ * number may already be another fd's. */
 #include "io_internal.h"
 
 #include <errno.h>
@@ -80,12 +90,17 @@ static inline void budget_spend(void)
         budget_yield(io);
 }
 
+static bool is_eagain(int err)
+{
+    return err == EAGAIN || err == EWOULDBLOCK;
+}
+
 /* After a call failed with errno: 1 if it should be retried once fd is
  * ready for `events` (and the wait succeeded), 0 to return its failure
  * (errno set: the call's, or the wait's). */
 static int again(int fd, int events, int flags)
 {
-    if ((errno != EAGAIN && errno != EWOULDBLOCK) || (flags & MSG_DONTWAIT))
+    if (!is_eagain(errno) || (flags & MSG_DONTWAIT))
         return 0;
     int err = gh__io_wait(fd, events, -1);
     if (err) {
@@ -94,6 +109,55 @@ static int again(int fd, int events, int flags)
     }
     return 1;
 }
+
+/* Before a read-side call on fd: if the running greenlet's hub saw the
+ * last read of fd drain it, waits for fd to be readable.  Returns 0 (make
+ * the call) or the wait's errno. */
+static int wait_first(int fd, int flags)
+{
+    struct gh__hub *h = gh__hub_self();
+    if ((flags & MSG_DONTWAIT) || !h || !h->current || !gh__io_drained_take(h, fd))
+        return 0;
+    return gh__io_wait(fd, GH_READ, -1);
+}
+
+/* After a read-side call that succeeded; short: it returned some bytes,
+ * fewer than it asked for. */
+static void read_done(int fd, bool short_read, int flags)
+{
+    if (short_read && !(flags & MSG_PEEK)) {
+        struct gh__hub *h = gh__hub_self();
+        if (h && h->current)
+            gh__io_note_short(h, fd);
+    }
+    budget_spend();
+}
+
+/* The read side's loop: GREEN_CALL after wait_first, noting short reads.
+ * A failed first wait stands only if the call has nothing to give (see
+ * "Reads that wait first" above).  WANT, the bytes asked for, is
+ * evaluated only after the call returned some (so its arguments are
+ * valid: readv's iov). */
+#define GREEN_READ(fd, want, flags, CALL)                   \
+    do {                                                    \
+        if (prepare(fd) < 0)                                \
+            return -1;                                      \
+        int w_ = wait_first(fd, flags);                     \
+        if (w_ == EBADF) {                                  \
+            errno = w_;                                     \
+            return -1;                                      \
+        }                                                   \
+        ssize_t r_ = (CALL);                                \
+        if (r_ < 0 && w_ && is_eagain(errno)) {             \
+            errno = w_;                                     \
+            return -1;                                      \
+        }                                                   \
+        while (r_ < 0 && again(fd, GH_READ, flags))         \
+            r_ = (CALL);                                    \
+        if (r_ >= 0)                                        \
+            read_done(fd, r_ > 0 && (size_t)r_ < (want), flags); \
+        return r_;                                          \
+    } while (0)
 
 /* The retry loop every mirror shares: CALL is an expression of type
  * ssize_t, re-evaluated after each wait. */
@@ -109,9 +173,19 @@ static int again(int fd, int events, int flags)
         return r_;                                          \
     } while (0)
 
+/* Bytes iov asks for (saturating).  Only after a readv that succeeded:
+ * then iov and iovcnt are valid. */
+static size_t iov_total(const struct iovec *iov, int iovcnt)
+{
+    size_t sum = 0;
+    for (int i = 0; i < iovcnt; i++)
+        sum = iov[i].iov_len > SIZE_MAX - sum ? SIZE_MAX : sum + iov[i].iov_len;
+    return sum;
+}
+
 ssize_t gh_read(int fd, void *buf, size_t count)
 {
-    GREEN_CALL(fd, GH_READ, 0, read(fd, buf, count));
+    GREEN_READ(fd, count, 0, read(fd, buf, count));
 }
 
 ssize_t gh_write(int fd, const void *buf, size_t count)
@@ -121,7 +195,7 @@ ssize_t gh_write(int fd, const void *buf, size_t count)
 
 ssize_t gh_readv(int fd, const struct iovec *iov, int iovcnt)
 {
-    GREEN_CALL(fd, GH_READ, 0, readv(fd, iov, iovcnt));
+    GREEN_READ(fd, iov_total(iov, iovcnt), 0, readv(fd, iov, iovcnt));
 }
 
 ssize_t gh_writev(int fd, const struct iovec *iov, int iovcnt)
@@ -131,7 +205,7 @@ ssize_t gh_writev(int fd, const struct iovec *iov, int iovcnt)
 
 ssize_t gh_recv(int fd, void *buf, size_t len, int flags)
 {
-    GREEN_CALL(fd, GH_READ, flags, recv(fd, buf, len, flags));
+    GREEN_READ(fd, len, flags, recv(fd, buf, len, flags));
 }
 
 ssize_t gh_send(int fd, const void *buf, size_t len, int flags)
@@ -142,7 +216,7 @@ ssize_t gh_send(int fd, const void *buf, size_t len, int flags)
 ssize_t gh_recvfrom(int fd, void *buf, size_t len, int flags,
                     struct sockaddr *addr, socklen_t *addrlen)
 {
-    GREEN_CALL(fd, GH_READ, flags, recvfrom(fd, buf, len, flags, addr, addrlen));
+    GREEN_READ(fd, len, flags, recvfrom(fd, buf, len, flags, addr, addrlen));
 }
 
 ssize_t gh_sendto(int fd, const void *buf, size_t len, int flags,

@@ -1453,6 +1453,118 @@ static void test_a_greenlet_that_yields_pays_no_budget_yield(void **state)
     gh_test_run(1, polite_main, NULL);
 }
 
+
+/* ---- reads that wait first (io/sys.c, poll.c "Drained") ------------------ */
+
+static uint64_t hub0_io_waits(void)
+{
+    gh_hub_stats st;
+    assert_int_equal(gh_stats_hubs(&st, 1), 1);
+    return st.io_waits;
+}
+
+static void *late_write_x(void *arg)
+{
+    gh_sleep_ms(20);
+    return (void *)(intptr_t)write((int)(intptr_t)arg, "x", 1);
+}
+
+/* A greenlet waits on sv[0] once, so this hub has a watch on it. */
+static void make_watch(int sv[2])
+{
+    gh_greenlet *w = gh_spawn(late_write_x, (void *)(intptr_t)sv[1]);
+    char c;
+    assert_int_equal(gh_read(sv[0], &c, 1), 1);   /* waits; a full read */
+    assert_int_equal(c, 'x');
+    assert_int_equal(gh_join(w, NULL), 0);
+}
+
+static void *drained_stream_main(void *arg)
+{
+    (void)arg;
+    char buf[16];
+    int sv[2];
+    pair(sv);
+    make_watch(sv);
+    /* A short read makes the next read wait first, and data written in
+     * between is found all the same. */
+    assert_int_equal(write(sv[1], "ab", 2), 2);
+    uint64_t w0 = hub0_io_waits();
+    assert_int_equal(gh_read(sv[0], buf, sizeof buf), 2);     /* short */
+    assert_int_equal(hub0_io_waits(), w0);
+    assert_int_equal(write(sv[1], "cd", 2), 2);
+    assert_int_equal(gh_read(sv[0], buf, sizeof buf), 2);
+    assert_memory_equal(buf, "cd", 2);
+    assert_int_equal(hub0_io_waits(), w0 + 1);                /* waited first */
+    /* A full read leaves no hint. */
+    assert_int_equal(write(sv[1], "efgh", 4), 4);
+    assert_int_equal(gh_read(sv[0], buf, 2), 2);
+    w0 = hub0_io_waits();
+    assert_int_equal(gh_read(sv[0], buf, 2), 2);
+    assert_memory_equal(buf, "gh", 2);
+    assert_int_equal(hub0_io_waits(), w0);
+    /* MSG_DONTWAIT never waits, hint or not. */
+    assert_int_equal(write(sv[1], "i", 1), 1);
+    assert_int_equal(gh_recv(sv[0], buf, sizeof buf, 0), 1);  /* short */
+    w0 = hub0_io_waits();
+    assert_int_equal(gh_recv(sv[0], buf, sizeof buf, MSG_DONTWAIT), -1);
+    assert_int_equal(errno, EAGAIN);
+    assert_int_equal(hub0_io_waits(), w0);
+    /* A first wait that fails (deadline past, then a kill) still returns
+     * the data that is there, and the error when there is none. */
+    assert_int_equal(write(sv[1], "j", 1), 1);
+    assert_int_equal(gh_read(sv[0], buf, sizeof buf), 1);     /* short */
+    assert_int_equal(write(sv[1], "k", 1), 1);
+    int t = gh_timeout_begin(0);
+    assert_int_equal(gh_read(sv[0], buf, sizeof buf), 1);
+    assert_int_equal(buf[0], 'k');
+    assert_int_equal(gh_read(sv[0], buf, sizeof buf), -1);
+    assert_int_equal(errno, ETIMEDOUT);
+    gh_timeout_end(t);
+    assert_int_equal(write(sv[1], "l", 1), 1);
+    assert_int_equal(gh_read(sv[0], buf, sizeof buf), 1);     /* short */
+    assert_int_equal(write(sv[1], "m", 1), 1);
+    assert_int_equal(gh_kill(gh_self()), 0);
+    assert_int_equal(gh_read(sv[0], buf, sizeof buf), 1);
+    assert_int_equal(buf[0], 'm');
+    assert_int_equal(gh_read(sv[0], buf, sizeof buf), -1);
+    assert_int_equal(errno, ECANCELED);
+    assert_int_equal(gh_close(sv[0]), 0);
+    assert_int_equal(gh_close(sv[1]), 0);
+    return NULL;
+}
+
+static void test_short_read_makes_next_read_wait_first_returning_same(void **state)
+{
+    (void)state;
+    gh_test_run(1, drained_stream_main, NULL);
+}
+
+/* Datagrams: a short read is one message of several; no hint. */
+static void *drained_dgram_main(void *arg)
+{
+    (void)arg;
+    char buf[16];
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv), 0);
+    make_watch(sv);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(write(sv[1], "dg", 2), 2);
+    uint64_t w0 = hub0_io_waits();
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(gh_read(sv[0], buf, sizeof buf), 2);
+    assert_int_equal(hub0_io_waits(), w0);
+    assert_int_equal(gh_close(sv[0]), 0);
+    assert_int_equal(gh_close(sv[1]), 0);
+    return NULL;
+}
+
+static void test_datagram_short_reads_never_wait_first(void **state)
+{
+    (void)state;
+    gh_test_run(1, drained_dgram_main, NULL);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_thousand_connections_echo_across_hubs),
     cmocka_unit_test(test_64mib_through_tiny_buffers_arrives_intact),
@@ -1477,5 +1589,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_reads_that_never_wait_let_the_hub_poll_its_sockets),
     cmocka_unit_test(test_reads_that_never_wait_let_the_hub_poll_every_budget),
     cmocka_unit_test(test_a_greenlet_that_yields_pays_no_budget_yield),
+    cmocka_unit_test(test_short_read_makes_next_read_wait_first_returning_same),
+    cmocka_unit_test(test_datagram_short_reads_never_wait_first),
 };
 GH_TEST_MAIN(tests)

@@ -11,6 +11,17 @@
  * On a plain thread (outside any greenlet) the same calls block the thread
  * (in poll(2)), honouring the thread's deadline scope.
  *
+ * One exception to "the call first": after a read-side call (gh_read,
+ * gh_readv, gh_recv, gh_recvfrom) on a byte stream returned fewer bytes
+ * than asked, it emptied the descriptor, and the next such call on it
+ * from the same hub waits for readiness before its call, saving the read
+ * that would fail with EAGAIN (as Tokio clears readiness after a short
+ * read; a request/response connection then costs two system calls per
+ * round trip, not three).  What it returns is unchanged: if that wait
+ * ends with a deadline or a kill, the call is made anyway and its data
+ * wins.  MSG_DONTWAIT and MSG_PEEK calls and datagram sockets never wait
+ * first.
+ *
  * Fairness.  A greenlet whose calls never have to wait (a fast peer, a
  * file) would never give up its hub; so after 128 successful mirror calls
  * in a row without parking, a call yields once (gh_yield) before it
