@@ -24,12 +24,13 @@
  * the greenlet finally switches.  A hub thread the OS does not run (a
  * machine overloaded with real-time processes) looks the same and is
  * reported the same...  unless the kernel tells them apart, and it does:
- * between two samples of a stretch the greenlet is blamed for the whole
- * interval if its hub thread ran for at least half of it (a CPU hog) or
+ * between two samples of a stretch the greenlet is blamed for the CPU time
+ * its hub thread used (a CPU hog), or for the whole interval if the thread
  * is asleep in the kernel (state S or D in /proc/self/task/<tid>/stat: a
- * blocking call), and otherwise only for the CPU time the thread got (it
- * was runnable but the machine did not run it: real-time processes on its
- * core, say).  A report's duration is that blamed time.  Those two reads
+ * blocking call), never for time the thread was runnable but not run (the
+ * machine was busy with other processes: real-time ones on its core, say).
+ * A report's duration is that blamed time: on a machine shared with other
+ * busy processes, a hog is blamed for the CPU it got, not the wall time.  Those two reads
  * (the thread's CPU clock, its state) happen only while a stretch lasts,
  * i.e. while a greenlet has run a whole period without switching.
  *
@@ -276,10 +277,10 @@ static void stretch_blame(struct gh__monitor *m, unsigned i, struct watch *w, ui
 {
     uint64_t interval = now - w->sample_ns, cpu = hub_cpu_ns(m, i);
     uint64_t used = cpu > w->cpu_ns ? cpu - w->cpu_ns : 0;
-    if (!cpu || used * 2 >= interval || hub_in_kernel_sleep(m, i))
-        w->blamed_ns += interval;
+    if (!cpu || hub_in_kernel_sleep(m, i))
+        w->blamed_ns += interval;   /* no CPU clock: wall time, as a fallback */
     else
-        w->blamed_ns += used;
+        w->blamed_ns += used < interval ? used : interval;
     w->sample_ns = now;
     w->cpu_ns = cpu;
 }
