@@ -3,7 +3,14 @@
  * The first wait for a signal, while a runtime runs, starts one uv_signal
  * handle for it on hub 0's loop (a hub call), and the handle then stays
  * until the runtime stops.  Waiters (greenlets, or plain threads) queue on
- * the signal's slot; the handle's callback wakes them all.  Why a handle
+ * the signal's slot; the handle's callback wakes them all, or, when nobody
+ * waits, marks the signal pending for the next wait (one mark, however
+ * many arrive: a pending standard signal in POSIX does the same); so does
+ * one that finds only waiters whose wait already ended (a timeout that
+ * fired as the signal came: their claims are lost).  Without
+ * that, `while (gh_signal_wait(SIGTERM, 200) != 0) housekeeping();` lost a
+ * SIGTERM that came during housekeeping, and the program never stopped
+ * (seen with bench/schedtop_demo under its test).  Why a handle
  * that outlives the waits: libuv puts a signal back to SIG_DFL when its
  * last handle stops, so per-wait handles turned `for (;;) {
  * gh_signal_wait(SIGHUP, -1); reload(); }` into a program that a SIGHUP
@@ -16,6 +23,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 enum { IDLE = 0, STARTING, WATCHING };
@@ -24,6 +32,7 @@ struct sigslot {
     atomic_flag lock;             /* state, waiters */
     int state;                    /* IDLE, STARTING (request posted), WATCHING */
     struct gh__waiter *waiters;   /* under lock */
+    bool pending;                 /* under lock: came while nobody waited */
     uv_signal_t handle;           /* on hub 0's loop; hub 0's thread only */
     struct sigaction orig;        /* the disposition before the handle */
 };
@@ -40,7 +49,10 @@ static void on_signal(uv_signal_t *hd, int signum)
     struct sigslot *s = &slots[signum];
     (void)hd;
     gh__spin_lock(&s->lock);
-    gh__waiters_wake_all(&s->waiters, GH_WAKE_EVENT);
+    /* Nobody took it (no waiter, or every one already on its way out by
+     * a timeout or a kill): it stays pending for the next wait. */
+    if (gh__waiters_claim(&s->waiters, SIZE_MAX, GH_WAKE_EVENT, NULL, NULL) == 0)
+        s->pending = true;
     gh__spin_unlock(&s->lock);
 }
 
@@ -89,10 +101,12 @@ static int wait_queued(struct gh__runtime *rt, int signum, int64_t timeout_ms)
     gh__waiter_init(&w, gh_self(), &tp);
     gh__spin_lock(&s->lock);
     int err = ensure_watched(rt, signum);
-    if (err) {
+    if (err || s->pending || timeout_ms == 0) {
+        bool got = !err && s->pending;
+        s->pending = false;
         gh__spin_unlock(&s->lock);
         gh__waiter_fini(&w);
-        return err;
+        return err ? err : got ? 0 : ETIMEDOUT;
     }
     gh__waiter_arm(&w);
     gh__waiters_push(&s->waiters, &w);
@@ -118,6 +132,7 @@ void gh__signal_hub_fini(struct gh__hub *h)
         gh__spin_lock(&s->lock);
         int was = s->state;
         s->state = IDLE;
+        s->pending = false;
         gh__waiters_wake_all(&s->waiters, GH_WAKE_CANCEL);
         gh__spin_unlock(&s->lock);
         if (was == WATCHING) {
@@ -183,7 +198,5 @@ int gh_signal_wait(int signum, int64_t timeout_ms)
     struct gh__runtime *rt = gh__rt;
     if (!rt)
         return wait_alone(signum, timeout_ms);
-    if (timeout_ms == 0)
-        return ETIMEDOUT;   /* nothing is queued to poll for */
     return wait_queued(rt, signum, timeout_ms);
 }

@@ -824,7 +824,8 @@ static void *signal_main(void *arg)
     return NULL;
 }
 
-/* A signal that comes between two waits is caught, not fatal. */
+/* A signal that comes between two waits is caught, not fatal, and kept
+ * for the next wait (once). */
 static void *reload_main(void *arg)
 {
     (void)arg;
@@ -832,12 +833,20 @@ static void *reload_main(void *arg)
     assert_int_equal(gh_signal_wait(SIGUSR1, 5000), 0);
     assert_int_equal(gh_join(snd, NULL), 0);
     kill(getpid(), SIGUSR1);   /* nobody waits: SIG_DFL would end the test */
-    gh_sleep_ms(20);
+    /* Polls (timeout 0) until hub 0 has seen it: then it is pending. */
+    int r = ETIMEDOUT;
+    for (int i = 0; i < 500 && r == ETIMEDOUT; i++) {
+        r = gh_signal_wait(SIGUSR1, 0);
+        if (r == ETIMEDOUT)
+            gh_sleep_ms(10);
+    }
+    assert_int_equal(r, 0);
+    assert_int_equal(gh_signal_wait(SIGUSR1, 30), ETIMEDOUT);   /* taken */
     assert_int_equal(gh_signal_wait(SIGUSR2, 20), ETIMEDOUT);
     return NULL;
 }
 
-static void test_signal_between_waits_is_caught_and_disposition_restored(void **state)
+static void test_signal_between_waits_is_kept_and_disposition_restored(void **state)
 {
     (void)state;
     signal(SIGUSR2, SIG_IGN);
@@ -856,6 +865,51 @@ static void *thread_sender(void *arg)
     nanosleep(&ts, NULL);
     kill(getpid(), SIGUSR1);
     return NULL;
+}
+
+/* Every signal reaches a loop of 1 ms waits, even one that lands as a
+ * wait times out (its claim lost): it is kept for the next wait. */
+enum { SIG_ROUNDS = 300 };
+static _Atomic int sig_seen;
+
+static void *short_waits_fn(void *arg)
+{
+    (void)arg;
+    uint64_t deadline = now_ms() + 60000;
+    while (atomic_load(&sig_seen) < SIG_ROUNDS && now_ms() < deadline)
+        if (gh_signal_wait(SIGUSR1, 1) == 0)
+            atomic_fetch_add(&sig_seen, 1);
+    return NULL;
+}
+
+static void *signals_race_main(void *arg)
+{
+    (void)arg;
+    /* One signal waited for: hub 0 catches SIGUSR1 from then on. */
+    gh_greenlet *snd = gh_spawn(sig_sender, NULL);
+    assert_int_equal(gh_signal_wait(SIGUSR1, 5000), 0);
+    assert_int_equal(gh_join(snd, NULL), 0);
+    gh_greenlet *w = gh_spawn(short_waits_fn, NULL);
+    uint64_t rng = 0x9e3779b97f4a7c15u;
+    for (int i = 0; i < SIG_ROUNDS; i++) {
+        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+        struct timespec ts = { 0, (long)(rng % 1500) * 1000 };   /* 0-1.5 ms */
+        nanosleep(&ts, NULL);   /* blocks this hub: the timing is the point */
+        kill(getpid(), SIGUSR1);
+        uint64_t end = now_ms() + 5000;
+        while (atomic_load(&sig_seen) <= i && now_ms() < end)
+            gh_sleep_ms(1);
+        if (atomic_load(&sig_seen) <= i)
+            fail_msg("signal %d of %d never reached the waiting loop", i + 1, SIG_ROUNDS);
+    }
+    assert_int_equal(gh_join(w, NULL), 0);
+    return NULL;
+}
+
+static void test_signal_during_a_timing_out_wait_is_not_lost(void **state)
+{
+    (void)state;
+    gh_test_run(2, signals_race_main, NULL);
 }
 
 static void test_signal_wait_wakes_every_waiter_times_out_and_cancels(void **state)
@@ -1579,7 +1633,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_blocking_runs_off_the_hub_while_it_runs_others),
     cmocka_unit_test(test_getaddrinfo_resolves_and_fails_cleanly),
     cmocka_unit_test(test_signal_wait_wakes_every_waiter_times_out_and_cancels),
-    cmocka_unit_test(test_signal_between_waits_is_caught_and_disposition_restored),
+    cmocka_unit_test(test_signal_between_waits_is_kept_and_disposition_restored),
+    cmocka_unit_test(test_signal_during_a_timing_out_wait_is_not_lost),
     cmocka_unit_test(test_process_cat_through_pipes_wait_timeout_and_kill),
     cmocka_unit_test(test_listener_out_of_fds_keeps_serving_without_spinning),
     cmocka_unit_test(test_huge_timeouts_do_not_wrap),

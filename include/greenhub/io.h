@@ -160,8 +160,8 @@ GH_API int gh_blocking(void *(*fn)(void *arg), void *arg, void **result);
 /* ---- signals ------------------------------------------------------------------ */
 
 /* Waits until the process receives signal signum, for at most timeout_ms
- * (-1 forever; 0 returns ETIMEDOUT: nothing is queued to poll for).  Every
- * greenlet and thread waiting for signum wakes.  For a clean shutdown:
+ * (-1 forever; 0 only polls).  Every greenlet and thread waiting for
+ * signum wakes.  For a clean shutdown:
  *
  *     gh_signal_wait(SIGTERM, -1);   // in a greenlet of its own
  *     ... stop accepting, drain, return from main ...
@@ -169,7 +169,10 @@ GH_API int gh_blocking(void *(*fn)(void *arg), void *arg, void **result);
  * From the first wait for signum until the runtime stops, greenhub catches
  * signum (uv_signal): it no longer takes its default action or reaches a
  * handler of the program's, and one that arrives while nobody waits is
- * dropped, not kept for the next wait.  When the runtime stops, the
+ * kept, pending, for the next wait, which returns 0 at once (several that
+ * arrive meanwhile count once, as for a pending POSIX signal; a wait with
+ * timeout_ms 0 takes it too).  So a loop of short waits with work in
+ * between never misses one.  When the runtime stops, the
  * disposition found at the first wait is put back.  (Outside a runtime, a
  * plain thread catches it only during its wait.)  Returns 0; ETIMEDOUT;
  * ECANCELED (also for waiters left when the runtime stops); EINVAL for a
