@@ -42,6 +42,9 @@
 #ifndef SCHEDTOP_BIN
 #error "SCHEDTOP_BIN: the path of tools/schedtop (tests/CMakeLists.txt sets it)"
 #endif
+#ifndef DEMO_BIN
+#error "DEMO_BIN: the path of the schedtop demo (tests/CMakeLists.txt sets it)"
+#endif
 #ifndef SHM_FAKE_BIN
 #error "SHM_FAKE_BIN: the path of tests/shm_fake (tests/CMakeLists.txt sets it)"
 #endif
@@ -319,6 +322,76 @@ static int count(const char *hay, const char *needle)
 }
 
 /* The cases ---------------------------------------------------------------------- */
+
+/* The real runtime: schedtop_demo (bench/schedtop_demo.c) on 2 hubs, an
+ * uneven load whose "blocker" sleeps 300 ms in usleep every 400 ms. */
+static pid_t demo_start(void)
+{
+    int p[2];
+    char buf[256] = { 0 };
+    assert_int_equal(pipe(p), 0);
+    setenv("GREENHUB_HUBS", "2", 1);
+    setenv("GREENHUB_PIN", "0", 1);
+    const char *argv[] = { DEMO_BIN, "0", "400", NULL };
+    pid_t pid = spawn(argv, p[1], -1, SIGTERM);
+    close(p[1]);
+    struct pollfd pfd = { .fd = p[0], .events = POLLIN };
+    if (poll(&pfd, 1, 10000) != 1 || read(p[0], buf, sizeof buf - 1) <= 0 ||
+        !strstr(buf, "watch it with"))
+        fail_msg("schedtop_demo did not start: <%s>", buf);
+    close(p[0]);
+    return pid;
+}
+
+/* Sum of a hub counter over the "hubs" array of a --json output. */
+static double hubs_sum(const char *json, const char *key)
+{
+    const char *p = strstr(json, "\"hubs\":[");
+    const char *end = p ? strstr(p, "\"blocked\":") : NULL;
+    double sum = 0;
+    assert_non_null(p);
+    for (p = strstr(p, "\"index\":"); p && (!end || p < end); p = strstr(p + 1, "\"index\":"))
+        sum += json_num(p, key);
+    return sum;
+}
+
+static void test_json_of_a_real_runtime_moves_steals_and_names_blocker(void **state)
+{
+    (void)state;
+    isolate();
+    pid_t demo = demo_start();
+    struct run r1, r2;
+    run_pid(&r1, "--json", demo);
+    assert_int_equal(r1.status, 0);
+    if (!json_valid(r1.out))
+        fail_msg("not JSON: %s", r1.out);
+    assert_has(&r1, r1.out, "\"runtime_name\":\"schedtop-demo\"");
+    assert_int_equal((int)json_num(r1.out, "nhubs"), 2);
+    assert_true(json_num(r1.out, "alive") >= 200);   /* the sleepers at least */
+    assert_true(json_num(r1.out, "stack_resident") > 0);
+    /* Counters move; the feeder's bursts get stolen; the blocker is named
+     * (it may take a few of its 400 ms rounds on a loaded machine). */
+    int named = 0;
+    for (int i = 0; i < 40 && !named; i++) {
+        sleep_ms(250);
+        run_pid(&r2, "--json", demo);
+        assert_int_equal(r2.status, 0);
+        named = strstr(r2.out, "\"name\":\"blocker\"") != NULL;
+    }
+    if (!named)
+        fail_msg("no report names the blocker after 10 s: %s", r2.out);
+    if (!(hubs_sum(r2.out, "switches") > hubs_sum(r1.out, "switches")) ||
+        !(hubs_sum(r2.out, "steals") > 0) ||
+        hubs_sum(r2.out, "steals") != hubs_sum(r2.out, "stolen"))
+        fail_msg("switches %.0f -> %.0f, steals %.0f, stolen %.0f",
+                 hubs_sum(r1.out, "switches"), hubs_sum(r2.out, "switches"),
+                 hubs_sum(r2.out, "steals"), hubs_sum(r2.out, "stolen"));
+    /* It stops cleanly on SIGTERM, and its segment goes with it. */
+    kill(demo, SIGTERM);
+    assert_int_equal(wait_exit(demo, 10000), 0);
+    assert_false(segment_exists(demo));
+}
+
 
 static void test_help_and_bad_arguments(void **state)
 {
@@ -793,6 +866,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_live_view_ends_when_the_runtime_stops_in_a_live_process),
     cmocka_unit_test(test_live_view_ends_when_the_process_is_killed),
     cmocka_unit_test(test_live_view_needs_a_terminal),
+    cmocka_unit_test(test_json_of_a_real_runtime_moves_steals_and_names_blocker),
 };
 
 /* With an argument, runs only the case of that name (ctest runs each case
