@@ -112,9 +112,12 @@ static void *blocker_fn(void *arg)
     return NULL;
 }
 
+/* Stops the run after arg seconds (or earlier, when a signal did). */
 static void *timer_fn(void *arg)
 {
-    gh_sleep_ms((long)(intptr_t)arg * 1000);
+    uint64_t end = bench_now_ns() + (uint64_t)(intptr_t)arg * 1000000000u;
+    while (!atomic_load(&stopping) && bench_now_ns() < end)
+        gh_sleep_ms(100);
     atomic_store(&stopping, 1);
     return NULL;
 }
