@@ -494,6 +494,16 @@ size_t gh__hub_runnable(struct gh__hub *h)
            (__atomic_load_n(&h->next, __ATOMIC_RELAXED) != NULL);
 }
 
+uint64_t gh__hub_alive(struct gh__hub *h)
+{
+    /* Three counters written at different times: the sum can be off by a
+     * greenlet in flight, never wrong for long; below 0 reads 0. */
+    int64_t alive = (int64_t)(atomic_load_explicit(&h->st.arrived, memory_order_relaxed) -
+                              atomic_load_explicit(&h->st.ended, memory_order_relaxed) -
+                              atomic_load_explicit(&h->sh.departed, memory_order_relaxed));
+    return alive > 0 ? (uint64_t)alive : 0;
+}
+
 /* Any hub idle (sleeping or searching)?  Then work should be shared.
  * For a running greenlet's hub, which is neither, as good as
  * other_hubs_idle() and cheaper. */

@@ -433,6 +433,8 @@ void gh__enqueue(gh_greenlet *g);
 /* Any thread: greenlets queued on h now (its next slot, local list, deque
  * and mailbox), sampled without locks: a snapshot, not an instant. */
 size_t gh__hub_runnable(struct gh__hub *h);
+/* Any thread: alive greenlets that last ran on h (same kind of sample). */
+uint64_t gh__hub_alive(struct gh__hub *h);
 void gh__wake_all_hubs(void);
 void gh__fifo_init(struct gh__fifo *f);
 void gh__fifo_destroy(struct gh__fifo *f);

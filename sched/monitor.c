@@ -352,9 +352,6 @@ static int sample_hub(struct gh__monitor *m, unsigned i, uint64_t now)
     gh_greenlet *g = __atomic_load_n(&h->current, __ATOMIC_ACQUIRE);
     detect(m, i, g, switches, now);
     const struct watch *w = &m->w[i];
-    int64_t alive = (int64_t)(atomic_load_explicit(&h->st.arrived, memory_order_relaxed) -
-                              atomic_load_explicit(&h->st.ended, memory_order_relaxed) -
-                              atomic_load_explicit(&h->sh.departed, memory_order_relaxed));
     o->core = h->core;
     o->state = sleeps > woke ? GH_SHM_HUB_SLEEPING
              : !g            ? GH_SHM_HUB_SEARCHING
@@ -368,7 +365,7 @@ static int sample_hub(struct gh__monitor *m, unsigned i, uint64_t now)
     o->sleeps = sleeps;
     o->wakeups = atomic_load_explicit(&h->st.wakeups, memory_order_relaxed);
     o->runnable = gh__hub_runnable(h);
-    o->greenlets = alive > 0 ? (uint64_t)alive : 0;
+    o->greenlets = gh__hub_alive(h);
     o->timers = atomic_load_explicit(&h->st.timers, memory_order_relaxed);
     o->stack_cached = gh__stack_cached(h);
     o->stack_mapped = o->greenlets * gh__stack_default_size() + o->stack_cached;

@@ -339,13 +339,8 @@ int gh_stats_hubs(gh_hub_stats *out, unsigned max)
     unsigned n = rt->nhubs < max ? rt->nhubs : max;
     for (unsigned i = 0; i < n; i++) {
         struct gh__hub *h = &rt->hubs[i];
-        /* Three counters written at different times: the sum can be off
-         * by a greenlet in flight, never wrong for long; below 0 reads 0. */
-        int64_t alive = (int64_t)(atomic_load_explicit(&h->st.arrived, memory_order_relaxed) -
-                                  atomic_load_explicit(&h->st.ended, memory_order_relaxed) -
-                                  atomic_load_explicit(&h->sh.departed, memory_order_relaxed));
-        /* woke first, with acquire (the hub stores it with release after
-         * its sleeps increment): the sleeps read after it is at least as
+        /* woke first, with acquire (the hub stores it, at least release,
+         * after its sleeps increment): the sleeps read after it is at least as
          * new, so sleeps >= woke, and sleeps > woke means the hub slept at
          * some point during these two loads. */
         uint64_t woke = atomic_load_explicit(&h->st.woke, memory_order_acquire);
@@ -357,7 +352,7 @@ int gh_stats_hubs(gh_hub_stats *out, unsigned max)
             .stolen = atomic_load_explicit(&h->sh.stolen, memory_order_relaxed),
             .parks = atomic_load_explicit(&h->st.parks, memory_order_relaxed),
             .runnable = gh__hub_runnable(h),
-            .greenlets = alive > 0 ? (uint64_t)alive : 0,
+            .greenlets = gh__hub_alive(h),
             .sleeps = sleeps,
             .wakeups = atomic_load_explicit(&h->st.wakeups, memory_order_relaxed),
             .stacks_trimmed = atomic_load_explicit(&h->st.stacks_trimmed, memory_order_relaxed),
