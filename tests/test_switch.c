@@ -26,9 +26,8 @@ static unsigned b_rounds;
 static int b_fpu_ok = 1;
 
 /* The FPU control state that travels with a context, as one word:
- * x86-64: MXCSR | x87 control word << 32; AArch64: FPCR.  FPU_B is what
- * context B sets (round up), FPU_A what the main context sets (round
- * toward zero); both mask every exception. */
+ * x86-64: MXCSR | x87 control word << 32; AArch64: FPCR.  fpu_pairs lists
+ * what the main context and context B each set (exceptions all masked). */
 #if defined(__x86_64__)
 static uint64_t fpu_get(void)
 {
@@ -45,8 +44,15 @@ static void fpu_set(uint64_t v)
     __asm__ volatile("ldmxcsr %0" : : "m"(mx));
     __asm__ volatile("fldcw %0" : : "m"(cw));
 }
-#define FPU_B (0x5f80u | (uint64_t)0x087fu << 32)   /* round up */
-#define FPU_A (0x7f80u | (uint64_t)0x0c7fu << 32)   /* toward zero */
+/* {main's, B's}: both words differ; only the x87 control word differs;
+ * only MXCSR differs; the same (the switch skips reloading equal words,
+ * so every combination is a different path through it). */
+static const uint64_t fpu_pairs[][2] = {
+    { 0x7f80u | (uint64_t)0x0c7fu << 32, 0x5f80u | (uint64_t)0x087fu << 32 },
+    { 0x1f80u | (uint64_t)0x0c7fu << 32, 0x1f80u | (uint64_t)0x087fu << 32 },
+    { 0x7f80u | (uint64_t)0x037fu << 32, 0x5f80u | (uint64_t)0x037fu << 32 },
+    { 0x1f80u | (uint64_t)0x037fu << 32, 0x1f80u | (uint64_t)0x037fu << 32 },
+};
 #elif defined(__aarch64__)
 static uint64_t fpu_get(void)
 {
@@ -55,19 +61,23 @@ static uint64_t fpu_get(void)
     return v;
 }
 static void fpu_set(uint64_t v) { __asm__ volatile("msr fpcr, %0" : : "r"(v)); }
-#define FPU_B ((uint64_t)1 << 22)   /* RMode = RP, round up */
-#define FPU_A ((uint64_t)3 << 22)   /* RMode = RZ, toward zero */
+/* {main's, B's}: round toward zero vs round up (RMode); the same. */
+static const uint64_t fpu_pairs[][2] = {
+    { (uint64_t)3 << 22, (uint64_t)1 << 22 },
+    { (uint64_t)1 << 22, (uint64_t)1 << 22 },
+};
 #endif
+static uint64_t fpu_b;   /* what context B sets */
 
 /* Context B: clobbers every callee-saved register, sets its own FPU
  * control state and checks it is still there each time it comes back. */
 static void b_entry(void)
 {
-    fpu_set(FPU_B);
+    fpu_set(fpu_b);
     for (;;) {
         b_rounds++;
         gh_test_switch_clobber(&b_sp, main_sp, NULL);
-        if (fpu_get() != FPU_B)
+        if (fpu_get() != fpu_b)
             b_fpu_ok = 0;
     }
 }
@@ -101,17 +111,21 @@ static void test_switch_preserves_registers(void **state)
     size_t sz = 64 * 1024;
     char *stack = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     assert_true(stack != MAP_FAILED);
-    b_sp = make_ctx(stack, sz, b_entry);
     uint64_t fpu0 = fpu_get();
-    fpu_set(FPU_A);
-    for (int i = 0; i < 1000; i++) {
-        int changed = gh_test_switch_keep(&main_sp, b_sp, NULL);
-        assert_int_equal(changed, 0);
-        assert_true(fpu_get() == FPU_A);
+    for (size_t p = 0; p < sizeof fpu_pairs / sizeof fpu_pairs[0]; p++) {
+        fpu_b = fpu_pairs[p][1];
+        b_rounds = 0;
+        b_sp = make_ctx(stack, sz, b_entry);
+        fpu_set(fpu_pairs[p][0]);
+        for (int i = 0; i < 1000; i++) {
+            int changed = gh_test_switch_keep(&main_sp, b_sp, NULL);
+            assert_int_equal(changed, 0);
+            assert_true(fpu_get() == fpu_pairs[p][0]);
+        }
+        fpu_set(fpu0);
+        assert_int_equal(b_rounds, 1000);
+        assert_int_equal(b_fpu_ok, 1);
     }
-    fpu_set(fpu0);
-    assert_int_equal(b_rounds, 1000);
-    assert_int_equal(b_fpu_ok, 1);
     munmap(stack, sz);
 }
 
