@@ -108,11 +108,19 @@ static void *make_ctx(char *stack, size_t size, void (*entry)(void))
 static void test_switch_preserves_registers(void **state)
 {
     (void)state;
+    enum { NPAIRS = sizeof fpu_pairs / sizeof fpu_pairs[0] };
     size_t sz = 64 * 1024;
-    char *stack = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    assert_true(stack != MAP_FAILED);
     uint64_t fpu0 = fpu_get();
-    for (size_t p = 0; p < sizeof fpu_pairs / sizeof fpu_pairs[0]; p++) {
+    /* A stack of its own for each context, all mapped until the end: a
+     * context never returns, so under ASan the red zones of its frames stay
+     * poisoned, and a new mapping at the same address would inherit them. */
+    char *stacks[NPAIRS];
+    for (size_t p = 0; p < NPAIRS; p++) {
+        stacks[p] = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        assert_true(stacks[p] != MAP_FAILED);
+    }
+    for (size_t p = 0; p < NPAIRS; p++) {
+        char *stack = stacks[p];
         fpu_b = fpu_pairs[p][1];
         b_rounds = 0;
         b_sp = make_ctx(stack, sz, b_entry);
@@ -126,7 +134,8 @@ static void test_switch_preserves_registers(void **state)
         assert_int_equal(b_rounds, 1000);
         assert_int_equal(b_fpu_ok, 1);
     }
-    munmap(stack, sz);
+    for (size_t p = 0; p < NPAIRS; p++)
+        munmap(stacks[p], sz);
 }
 
 /* ---- through the runtime ------------------------------------------------------ */
