@@ -27,12 +27,17 @@
 #endif
 #endif
 
+struct gh__stack_slot;
+
 struct gh__ctx {
     void *sp;            /* saved stack pointer while switched out */
     char *stack_lo;      /* lowest usable byte of the stack */
     size_t stack_size;   /* usable bytes above stack_lo */
     void *asan_fake;     /* ASan fake-stack handle while switched out */
     void *tsan_fiber;    /* TSan fiber of this context */
+    struct gh__stack_slot *slot;  /* the stack's segment slot (stack.c,
+                                   * "Owners"); NULL for a stack of its
+                                   * own size and for a hub's context */
 };
 
 void *gh__ctx_switch(void **save_sp, void *to_sp, void *arg);

@@ -441,6 +441,7 @@ static inline void set_running(struct gh__hub *h, gh_greenlet *g)
             atomic_fetch_add_explicit(&g->last_hub->sh.departed, 1, memory_order_relaxed);
         gh__stat_inc(&h->st.arrived);
         g->last_hub = h;
+        gh__stack_owner_set(&g->ctx, h->index);   /* "Owners" in stack.c */
     }
     gh__hub_set_current(h, g);
     gh__stat_inc(&h->st.switches);

@@ -464,6 +464,30 @@ uint64_t gh__now_ns(void);
 /* stack.c */
 enum gh__stack_kind { GH_STACK_NONE = 0, GH_STACK_CACHED, GH_STACK_OWN };
 #define GH_STACK_CANARY 0x100   /* or'ed into stack_kind: guarded by a canary */
+#define GH_STACK_NOBODY (-1)    /* gh__stack_slot.owner: no hub */
+/* One default-size stack of a segment (see "Owners" in stack.c).  Made
+ * with its segment, freed with it at runtime end, never moved. */
+struct gh__stack_slot {
+    char *lo;                /* lowest usable byte; immutable */
+    int kind;                /* GH_STACK_CACHED [| GH_STACK_CANARY]: set
+                              * when first carved (S.mu), immutable after */
+    /* The hub whose memory the stack counts as: the hub its greenlet last
+     * ran on (before its first run: the hub that spawned it), the hub whose
+     * cache holds it, or GH_STACK_NOBODY (on the global free list, never
+     * carved, or spawned by a plain thread and not run yet).  Written with
+     * relaxed stores by the one thread that holds the stack (the hub
+     * running or caching it, a spawner, a trimmer); read relaxed by the
+     * monitor (gh__stack_resident_by_hub), which needs no ordering: it
+     * attributes pages, it does not touch them. */
+    _Atomic int32_t owner;
+};
+/* Hub thread: the stack of ctx now counts as hub `index`'s (set_running,
+ * when a greenlet runs on a hub other than the one it last ran on). */
+static inline void gh__stack_owner_set(struct gh__ctx *ctx, unsigned index)
+{
+    if (ctx->slot)
+        atomic_store_explicit(&ctx->slot->owner, (int32_t)index, memory_order_relaxed);
+}
 int gh__stack_global_init(size_t default_size);
 void gh__stack_global_destroy(void);
 int gh__stack_alloc(struct gh__hub *h, size_t size, struct gh__ctx *ctx,
@@ -484,8 +508,11 @@ void gh__stack_hub_free(struct gh__hub *h);
 size_t gh__stack_cached(const struct gh__hub *h);
 uint64_t gh__stack_mapped(void);
 /* Bytes of default-size stack pages resident now (mincore over every
- * segment: one system call per 64 stacks; the monitor calls it rarely). */
-uint64_t gh__stack_resident(void);
+ * segment: one system call per 64 stacks; the monitor calls it rarely),
+ * split by owner: per_hub[i] for hub i (nhubs entries, overwritten),
+ * *unowned for stacks of no hub.  Returns the total, which is their sum.
+ * Stacks of their own size are not counted.  Any thread. */
+uint64_t gh__stack_resident_by_hub(uint64_t *per_hub, unsigned nhubs, uint64_t *unowned);
 size_t gh__stack_default_size(void);
 
 /* monitor.c: the monitor thread (shm segment for schedtop, blocking

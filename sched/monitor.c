@@ -46,16 +46,18 @@
  * Cost.  The period is a quarter of block_ns, clamped to [1 ms, 250 ms]
  * (250 ms with the detector off).  A sample reads a few cache lines per
  * hub; the resident size is read from /proc/self/statm at most every
- * 250 ms.  An idle process is not woken 40 times a second for nothing:
- * after IDLE_SAMPLES samples in a row with every hub asleep the monitor
- * waits PERIOD_MAX_NS (it still publishes, for schedtop), and the first
- * hub to wake kicks it back to the short period (gh__monitor_kick), so a
- * greenlet that blocks a hub right after an idle spell is timed from its
- * start like any other.  The handshake is Dekker's: the monitor stores
- * rt->monitor_idle then checks every hub's sleep counters, a hub stores its
- * woke counter then checks rt->monitor_idle, all seq_cst: one of the two
- * sees the other.  At most one kick per idle spell of IDLE_SAMPLES
- * periods, so a lightly loaded hub does not pay a futex wake per epoll. */
+ * 250 ms, and the resident stack pages (in all and per hub, one mincore
+ * pass: read_stack_resident) at most every second.  An idle process is
+ * not woken 40 times a second for nothing: after IDLE_SAMPLES samples in
+ * a row with every hub asleep the monitor waits PERIOD_MAX_NS (it still
+ * publishes, for schedtop), and the first hub to wake kicks it back to the
+ * short period (gh__monitor_kick), so a greenlet that blocks a hub right
+ * after an idle spell is timed from its start like any other.  The
+ * handshake is Dekker's: the monitor stores rt->monitor_idle then checks
+ * every hub's sleep counters, a hub stores its woke counter then checks
+ * rt->monitor_idle, all seq_cst: one of the two sees the other.  At most
+ * one kick per idle spell of IDLE_SAMPLES periods, so a lightly loaded hub
+ * does not pay a futex wake per epoll. */
 #include "internal.h"
 #include "shm_layout.h"
 
@@ -109,6 +111,8 @@ struct gh__monitor {
     uint64_t period_ns;
     uint64_t rss, rss_at_ns;
     uint64_t stack_res, stack_res_at_ns, stack_res_cost_ns;
+    uint64_t stack_res_unowned;  /* of stack_res, on no hub */
+    uint64_t *stack_res_hub;     /* of stack_res, per hub */
     unsigned idle_samples;       /* in a row with every hub asleep */
     uint64_t nreports;
     struct gh_shm_blocked reports[GH_SHM_BLOCKED_MAX];
@@ -369,6 +373,7 @@ static int sample_hub(struct gh__monitor *m, unsigned i, uint64_t now)
     o->timers = atomic_load_explicit(&h->st.timers, memory_order_relaxed);
     o->stack_cached = gh__stack_cached(h);
     o->stack_mapped = o->greenlets * gh__stack_default_size() + o->stack_cached;
+    o->stack_resident = m->stack_res_hub[i];   /* read_stack_resident's */
     o->current_id = g && w->named ? w->id : 0;
     o->current_ns = g && w->named ? now - w->since_ns : 0;
     if (g && w->named)
@@ -378,19 +383,21 @@ static int sample_hub(struct gh__monitor *m, unsigned i, uint64_t now)
     return o->state == GH_SHM_HUB_SLEEPING;
 }
 
-/* Resident stack bytes, refreshed at most every second and at most 1% of
- * the monitor's time (a million stacks are ~16,000 mincore calls). */
-static uint64_t read_stack_resident(struct gh__monitor *m, uint64_t now)
+/* Resident stack bytes, in all, per hub and on no hub (one pass, so the
+ * total is the sum of the parts), refreshed at most every second and at
+ * most 1% of the monitor's time (a million stacks are ~16,000 mincore
+ * calls).  Results in m->stack_res, m->stack_res_hub, m->stack_res_unowned. */
+static void read_stack_resident(struct gh__monitor *m, uint64_t now)
 {
     uint64_t every = m->stack_res_cost_ns * 100;
     if (m->stack_res_at_ns && now - m->stack_res_at_ns < (every > STACK_RES_EVERY_NS
                                                           ? every : STACK_RES_EVERY_NS))
-        return m->stack_res;
-    m->stack_res = gh__stack_resident();
+        return;
+    m->stack_res = gh__stack_resident_by_hub(m->stack_res_hub, m->rt->nhubs,
+                                             &m->stack_res_unowned);
     uint64_t end = clock_ns(CLOCK_MONOTONIC);
     m->stack_res_cost_ns = end - now;
     m->stack_res_at_ns = end;
-    return m->stack_res;
 }
 
 static uint64_t read_rss(struct gh__monitor *m, uint64_t now)
@@ -416,6 +423,7 @@ static bool sample(struct gh__monitor *m, uint64_t now, struct gh_shm_header *c)
     unsigned asleep = 0;
     uint64_t spawned = atomic_load_explicit(&rt->spawned_ext, memory_order_relaxed), ended = 0;
     *c = (struct gh_shm_header){ 0 };
+    read_stack_resident(m, now);   /* before the hubs: sample_hub copies it */
     c->runnable = atomic_load_explicit(&rt->inject.len, memory_order_relaxed);
     for (unsigned i = 0; i < rt->nhubs; i++) {
         asleep += (unsigned)sample_hub(m, i, now);
@@ -434,7 +442,8 @@ static bool sample(struct gh__monitor *m, uint64_t now, struct gh_shm_header *c)
     c->waiting = c->alive - c->running_now - c->runnable;
     c->stack_mapped = gh__stack_mapped();
     c->rss = read_rss(m, now);
-    c->stack_resident = read_stack_resident(m, now);
+    c->stack_resident = m->stack_res;
+    c->stack_resident_unowned = m->stack_res_unowned;
     return asleep == rt->nhubs;
 }
 
@@ -523,6 +532,7 @@ static void monitor_free(struct gh__monitor *m)
     pthread_mutex_destroy(&m->mu);
     free(m->w);
     free(m->hubs);
+    free(m->stack_res_hub);
     free(m);
 }
 
@@ -541,10 +551,11 @@ static struct gh__monitor *monitor_new(struct gh__runtime *rt)
     pthread_condattr_destroy(&ca);
     m->w = calloc(rt->nhubs, sizeof *m->w);
     m->hubs = calloc(rt->nhubs, sizeof *m->hubs);
+    m->stack_res_hub = calloc(rt->nhubs, sizeof *m->stack_res_hub);
     m->stat_fd = malloc(rt->nhubs * sizeof *m->stat_fd);
     for (unsigned i = 0; m->stat_fd && i < rt->nhubs; i++)
         m->stat_fd[i] = -1;
-    if (!m->w || !m->hubs || !m->stat_fd) {
+    if (!m->w || !m->hubs || !m->stack_res_hub || !m->stat_fd) {
         monitor_free(m);
         return NULL;
     }

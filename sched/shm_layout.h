@@ -40,7 +40,7 @@
 #define GH_SHM_DIR "/dev/shm"            /* where Linux shows the segments */
 #define GH_SHM_FILE_PREFIX "greenhub."   /* file name in GH_SHM_DIR */
 #define GH_SHM_MAGIC 0x3142554853454547ULL  /* "GEESHUB1" read as bytes */
-#define GH_SHM_VERSION 1u
+#define GH_SHM_VERSION 2u   /* 2: gh_shm_hub.stack_resident inserted */
 #define GH_SHM_NAME_LEN 32               /* greenlet names, NUL-terminated */
 #define GH_SHM_BLOCKED_MAX 8             /* blocking reports kept (a ring) */
 
@@ -74,6 +74,14 @@ struct gh_shm_hub {
     uint64_t stack_mapped;    /* now: bytes of stack address space held by
                                * its greenlets and its stack cache */
     uint64_t stack_cached;    /* now: of which in its cache of free stacks */
+    uint64_t stack_resident;  /* now: bytes of default-size stacks resident
+                               * that count as this hub's: those of the
+                               * greenlets that last ran on it (or that it
+                               * spawned and that have not run yet) and those
+                               * in its cache; mincore, refreshed at most
+                               * every second, in the same pass as the
+                               * header's stack_resident.  Stacks of their
+                               * own size are not counted */
     uint64_t current_id;      /* now: greenlet running on it, 0 if none */
     uint64_t current_ns;      /* now: how long that greenlet has run
                                * without switching (resolution: the
@@ -128,8 +136,13 @@ struct gh_shm_header {
     char runtime_name[32];    /* config: gh_config.name, "" if none */
     uint64_t stack_resident;  /* now: bytes of default-size stacks resident
                                * (mincore, refreshed at most every second);
-                               * not split by hub: a stack belongs to a
-                               * greenlet, which moves between hubs */
+                               * stacks of their own size are not counted.
+                               * = the hubs' stack_resident summed +
+                               * stack_resident_unowned (one pass) */
+    uint64_t stack_resident_unowned; /* now: of which on no hub: on the
+                               * global free list (trimmed: canary red zones
+                               * at most), or spawned by a plain thread and
+                               * not run yet */
 };
 
 #define GH_SHM_HUB(hdr, i)                                                     \

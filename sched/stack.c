@@ -37,9 +37,32 @@
  * hub every MADV_DONTNEED is a TLB shootdown, an interrupt on every other
  * CPU running the process.  Measured on 2 vCPUs, 4,000 greenlets alive at
  * once (bench_cpu): trimming at once cost a quarter of the throughput of
- * 2 hubs (1.58-1.67x the 1-hub figure; 1.88-2.05x with this).  Free stacks
- * are remembered by address; the low bit of an entry marks a
- * canary-guarded stack. */
+ * 2 hubs (1.58-1.67x the 1-hub figure; 1.88-2.05x with this).
+ *
+ * Owners.  Each segment comes with an array of slot descriptors (struct
+ * gh__stack_slot, internal.h: the stack's address, its kind, its owner),
+ * allocated with the segment and never moved, so the hub caches and the
+ * global free list hold descriptor pointers (the canary bit moved into the
+ * descriptor's kind) and a greenlet's context points at its own
+ * (ctx->slot).  The owner is the hub whose memory the stack's resident
+ * pages count as (schedtop's per-hub resident figure), written where a
+ * stack changes hands, never on the switch fast path:
+ *   carved for a greenlet spawned on hub h   owner h (gh__stack_alloc)
+ *   taken from, or put into, h's cache       none: it is h's already (a
+ *                                            greenlet ends on the hub it
+ *                                            last ran on)
+ *   greenlet runs on a hub other than        owner that hub (set_running
+ *   the one it last ran on (or first runs)   in hub.c, its cold branch)
+ *   trimmed onto the global free list        GH_STACK_NOBODY, before it is
+ *                                            on the list (trim)
+ * So spawn+join from a warm cache writes no owner, and a greenlet's first
+ * run writes one (the cold branch that counts `arrived`).  Only the
+ * monitor reads owners, once per gh__stack_resident_by_hub pass, together
+ * with one mincore per segment.  The owner is a snapshot, like every
+ * figure the monitor publishes: a stack that changes hands during a pass
+ * counts for one side or the other.  Stacks of their own size have no
+ * descriptor (ctx->slot NULL) and count nowhere in the resident figures,
+ * as they counted nowhere before. */
 #include "internal.h"
 
 #include <errno.h>
@@ -74,11 +97,22 @@ enum guard_mode { GUARD_NONE = 0, GUARD_MADVISE, GUARD_MPROTECT, GUARD_CANARY };
 
 /* Owner: its hub.  nhot and ndirty are also read by the monitor thread
  * (gh__stack_cached), so the owner writes them with relaxed atomic stores
- * (plain movs); the cache itself is freed only after the monitor stopped. */
+ * (plain movs); the cache itself is freed only after the monitor stopped.
+ * Every slot in it has this hub as its owner.  A hot entry keeps the
+ * stack's address next to its slot, so that a spawn need not wait for a
+ * load of the slot to learn where to write the first frame.  Measured
+ * (bench_spawn, 2 vCPUs): with bare slot pointers spawn+join took ~1 ns
+ * longer than with the tagged addresses cached before owners existed;
+ * with this, and the slow paths out of line (carve), ~0.5 ns less. */
+struct hot_ent {
+    char *lo;                    /* == d->lo */
+    struct gh__stack_slot *d;
+};
 struct gh__stack_cache {
-    uintptr_t hot[HOT_MAX];
+    struct hot_ent hot[HOT_MAX];
     size_t nhot;
-    uintptr_t dirty[DIRTY_MAX];  /* released while busy, not trimmed yet */
+    struct gh__stack_slot *dirty[DIRTY_MAX];  /* released while busy, not
+                                                 trimmed yet */
     size_t ndirty;
 };
 
@@ -87,46 +121,63 @@ static inline void count_set(size_t *c, size_t v)
     __atomic_store_n(c, v, __ATOMIC_RELAXED);
 }
 
-/* Keeps stack e in the cache if there is room (hot first). */
-static inline bool cache_put(struct gh__stack_cache *c, uintptr_t e)
+/* Keeps stack e (at lo) in the cache if there is room (hot first).  The
+ * counts are read into locals: a relaxed atomic store would make the
+ * compiler load them again. */
+static inline bool cache_put(struct gh__stack_cache *c, struct gh__stack_slot *e, char *lo)
 {
-    if (c->nhot < HOT_MAX) {
-        c->hot[c->nhot] = e;
-        count_set(&c->nhot, c->nhot + 1);
+    size_t n = c->nhot;
+    if (n < HOT_MAX) {
+        c->hot[n].lo = lo;
+        c->hot[n].d = e;
+        count_set(&c->nhot, n + 1);
         return true;
     }
-    if (c->ndirty < DIRTY_MAX) {
-        c->dirty[c->ndirty] = e;
-        count_set(&c->ndirty, c->ndirty + 1);
+    n = c->ndirty;
+    if (n < DIRTY_MAX) {
+        c->dirty[n] = e;
+        count_set(&c->ndirty, n + 1);
         return true;
     }
     return false;
 }
 
-/* A stack from the cache (hot first), or 0. */
-static inline uintptr_t cache_take(struct gh__stack_cache *c)
+/* A stack from the cache (hot first) and its address in *lo, or NULL. */
+static inline struct gh__stack_slot *cache_take(struct gh__stack_cache *c, char **lo)
 {
-    if (c->nhot) {
-        count_set(&c->nhot, c->nhot - 1);
-        return c->hot[c->nhot];
+    size_t n = c->nhot;
+    if (n) {
+        count_set(&c->nhot, n - 1);
+        *lo = c->hot[n - 1].lo;
+        return c->hot[n - 1].d;
     }
-    if (c->ndirty) {
-        count_set(&c->ndirty, c->ndirty - 1);
-        return c->dirty[c->ndirty];
+    n = c->ndirty;
+    if (n) {
+        count_set(&c->ndirty, n - 1);
+        *lo = c->dirty[n - 1]->lo;
+        return c->dirty[n - 1];
     }
-    return 0;
+    return NULL;
 }
+
+/* A segment and its slots' descriptors (slot i's guard page is at
+ * base + i * S.slot, its stack one page above).  Made whole under S.mu
+ * before anyone sees it; freed at gh__stack_global_destroy. */
+struct seg {
+    char *base;                               /* immutable */
+    struct gh__stack_slot slot[SEG_STACKS];
+};
 
 static struct {
     pthread_mutex_t mu;          /* protects everything below but the mode */
     size_t page, size, slot;     /* immutable after init */
     enum guard_mode mode;        /* process-wide, decided once */
     long guard_budget;           /* mprotect guards left */
-    char *seg, *seg_end;         /* carving cursor in the newest segment */
-    char **segs;                 /* every segment, unmapped at destroy */
+    unsigned carved;             /* slots of the newest segment carved */
+    struct seg **segs;           /* every segment, unmapped at destroy */
     size_t nsegs, segs_cap;      /* nsegs: atomic stores (gh__stack_mapped) */
     _Atomic uint64_t own_bytes;  /* mapped by stacks of their own size */
-    uintptr_t *free;             /* trimmed free stacks */
+    struct gh__stack_slot **free;  /* trimmed free stacks; owner NOBODY */
     size_t nfree, free_cap;
 } S = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
@@ -182,15 +233,17 @@ int gh__stack_global_init(size_t default_size)
 void gh__stack_global_destroy(void)
 {
     pthread_mutex_lock(&S.mu);
-    for (size_t i = 0; i < S.nsegs; i++)
-        munmap(S.segs[i], SEG_STACKS * S.slot);
+    for (size_t i = 0; i < S.nsegs; i++) {
+        munmap(S.segs[i]->base, SEG_STACKS * S.slot);
+        free(S.segs[i]);
+    }
     free(S.segs);
     free(S.free);
     S.segs = NULL;
     S.free = NULL;
     count_set(&S.nsegs, 0);
     S.segs_cap = S.nfree = S.free_cap = 0;
-    S.seg = S.seg_end = NULL;
+    S.carved = 0;
     pthread_mutex_unlock(&S.mu);
 }
 
@@ -223,48 +276,77 @@ static int grow_array(void *arrp, size_t *cap, size_t elem)
     return 0;
 }
 
-/* A default-size stack from the global free list or a segment.  Caller
- * holds S.mu.  Returns the tagged address or 0 (errno-style in *err). */
-static uintptr_t carve_locked(int *err)
+/* Maps a new segment with its descriptors (every owner NOBODY) and makes
+ * it the one to carve from.  Caller holds S.mu.  False: no memory. */
+static bool seg_new_locked(void)
+{
+    if (S.nsegs == S.segs_cap && grow_array(&S.segs, &S.segs_cap, sizeof *S.segs))
+        return false;
+    struct seg *sg = malloc(sizeof *sg);
+    if (!sg)
+        return false;
+    sg->base = mmap(NULL, SEG_STACKS * S.slot, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (sg->base == MAP_FAILED) {
+        free(sg);
+        return false;
+    }
+    for (unsigned i = 0; i < SEG_STACKS; i++) {
+        sg->slot[i].lo = sg->base + i * S.slot + S.page;
+        sg->slot[i].kind = GH_STACK_CACHED;
+        atomic_init(&sg->slot[i].owner, GH_STACK_NOBODY);
+    }
+    S.segs[S.nsegs] = sg;
+    count_set(&S.nsegs, S.nsegs + 1);
+    S.carved = 0;
+    return true;
+}
+
+/* A default-size stack from the global free list or a segment; its owner
+ * is NOBODY.  Caller holds S.mu.  NULL if there is no memory. */
+static struct gh__stack_slot *carve_locked(void)
 {
     if (S.nfree)
         return S.free[--S.nfree];
-    if (S.seg == S.seg_end) {
-        if (S.nsegs == S.segs_cap &&
-            grow_array(&S.segs, &S.segs_cap, sizeof *S.segs)) {
-            *err = ENOMEM;
-            return 0;
-        }
-        char *m = mmap(NULL, SEG_STACKS * S.slot, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (m == MAP_FAILED) {
-            *err = ENOMEM;
-            return 0;
-        }
-        S.segs[S.nsegs] = m;
-        count_set(&S.nsegs, S.nsegs + 1);
-        S.seg = m;
-        S.seg_end = m + SEG_STACKS * S.slot;
-    }
-    char *lo = S.seg + S.page;
-    S.seg += S.slot;
-    GH_VG_REGISTER(lo, lo + S.size);
-    return (uintptr_t)lo | (uintptr_t)guard_install(lo);
+    if ((S.nsegs == 0 || S.carved == SEG_STACKS) && !seg_new_locked())
+        return NULL;
+    struct gh__stack_slot *d = &S.segs[S.nsegs - 1]->slot[S.carved++];
+    GH_VG_REGISTER(d->lo, d->lo + S.size);
+    if (guard_install(d->lo))
+        d->kind |= GH_STACK_CANARY;
+    return d;
 }
 
-static int own_alloc(size_t size, struct gh__ctx *ctx, int *canary)
+/* gh__stack_alloc's way when h's cache is empty (or h is NULL): a stack
+ * from carve_locked, owned by h; a plain thread's stays NOBODY until its
+ * greenlet runs.  Out of line, as are the other cold paths below: the
+ * cache paths of gh__stack_alloc and gh__stack_free then need no frame. */
+__attribute__((noinline)) static struct gh__stack_slot *carve(struct gh__hub *h)
+{
+    pthread_mutex_lock(&S.mu);
+    struct gh__stack_slot *d = carve_locked();
+    pthread_mutex_unlock(&S.mu);
+    if (d && h)
+        atomic_store_explicit(&d->owner, (int32_t)h->index, memory_order_relaxed);
+    return d;
+}
+
+/* A stack of its own size (not the default): a mapping of its own. */
+__attribute__((noinline)) static int own_alloc(size_t size, struct gh__ctx *ctx, int *kind)
 {
     char *m = mmap(NULL, size + S.page, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (m == MAP_FAILED)
         return ENOMEM;
+    ctx->slot = NULL;
     ctx->stack_lo = m + S.page;
     ctx->stack_size = size;
     atomic_fetch_add_explicit(&S.own_bytes, size + S.page, memory_order_relaxed);
     pthread_mutex_lock(&S.mu);
-    *canary = guard_install(ctx->stack_lo);
+    int canary = guard_install(ctx->stack_lo);
     pthread_mutex_unlock(&S.mu);
     GH_VG_REGISTER(ctx->stack_lo, ctx->stack_lo + size);
+    *kind = GH_STACK_OWN | (canary ? GH_STACK_CANARY : 0);
     return 0;
 }
 
@@ -273,36 +355,33 @@ int gh__stack_alloc(struct gh__hub *h, size_t size, struct gh__ctx *ctx, int *ki
     size = (size + S.page - 1) & ~(S.page - 1);
     if (size == 0 || size > ((size_t)1 << 40))
         return EINVAL;
-    int canary = 0;
-    if (size != S.size) {
-        int err = own_alloc(size, ctx, &canary);
-        if (err)
-            return err;
-        *kind = GH_STACK_OWN | (canary ? GH_STACK_CANARY : 0);
-        return 0;
+    if (size != S.size)
+        return own_alloc(size, ctx, kind);
+    char *lo = NULL;
+    struct gh__stack_slot *d = h ? cache_take(h->stacks, &lo) : NULL;   /* h's already */
+    if (!d) {
+        if (!(d = carve(h)))
+            return ENOMEM;
+        lo = d->lo;
     }
-    uintptr_t e = h ? cache_take(h->stacks) : 0;
-    if (!e) {
-        int err = 0;
-        pthread_mutex_lock(&S.mu);
-        e = carve_locked(&err);
-        pthread_mutex_unlock(&S.mu);
-        if (!e)
-            return err;
-    }
-    ctx->stack_lo = (char *)(e & ~(uintptr_t)1);
+    ctx->slot = d;
+    ctx->stack_lo = lo;
     ctx->stack_size = S.size;
-    *kind = GH_STACK_CACHED | ((e & 1) ? GH_STACK_CANARY : 0);
+    *kind = d->kind;
     return 0;
 }
 
 /* Gives the pages of stacks e[0..n) back to the kernel and puts the
- * stacks on the global free list.  Whole stacks only: the guard page below
- * each stays as it is (and a canary red zone keeps its pattern). */
-static void trim(struct gh__hub *h, const uintptr_t *e, size_t n)
+ * stacks on the global free list, owned by nobody (set before they are on
+ * it: from then on a carver may own them).  Whole stacks only: the guard
+ * page below each stays as it is (and a canary red zone keeps its
+ * pattern). */
+static void trim(struct gh__hub *h, struct gh__stack_slot *const *e, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        madvise((void *)(e[i] & ~(uintptr_t)1), S.size, MADV_DONTNEED);
+    for (size_t i = 0; i < n; i++) {
+        madvise(e[i]->lo, S.size, MADV_DONTNEED);
+        atomic_store_explicit(&e[i]->owner, GH_STACK_NOBODY, memory_order_relaxed);
+    }
     pthread_mutex_lock(&S.mu);
     for (size_t i = 0; i < n; i++)
         if (S.nfree < S.free_cap || !grow_array(&S.free, &S.free_cap, sizeof *S.free))
@@ -325,22 +404,35 @@ bool gh__stack_trim_idle(struct gh__hub *h)
     return true;
 }
 
+/* gh__stack_free's cold paths: a stack that finds no room in the cache, and
+ * a stack of its own size. */
+__attribute__((noinline)) static void trim_one(struct gh__hub *h, struct gh__stack_slot *e)
+{
+    trim(h, &e, 1);
+}
+
+__attribute__((noinline)) static void own_free(struct gh__ctx *ctx, int kind)
+{
+    if (!(kind & GH_STACK_CANARY) && S.mode == GUARD_MPROTECT) {
+        pthread_mutex_lock(&S.mu);
+        S.guard_budget++;
+        pthread_mutex_unlock(&S.mu);
+    }
+    munmap(ctx->stack_lo - S.page, ctx->stack_size + S.page);
+    atomic_fetch_sub_explicit(&S.own_bytes, ctx->stack_size + S.page, memory_order_relaxed);
+}
+
 void gh__stack_free(struct gh__hub *h, struct gh__ctx *ctx, int kind)
 {
-    int canary = (kind & GH_STACK_CANARY) != 0;
     if ((kind & 0xff) == GH_STACK_OWN) {
-        if (!canary && S.mode == GUARD_MPROTECT) {
-            pthread_mutex_lock(&S.mu);
-            S.guard_budget++;
-            pthread_mutex_unlock(&S.mu);
-        }
-        munmap(ctx->stack_lo - S.page, ctx->stack_size + S.page);
-        atomic_fetch_sub_explicit(&S.own_bytes, ctx->stack_size + S.page, memory_order_relaxed);
+        own_free(ctx, kind);
     } else if ((kind & 0xff) == GH_STACK_CACHED) {
-        uintptr_t e = (uintptr_t)ctx->stack_lo | (uintptr_t)canary;
-        if (!h || !cache_put(h->stacks, e))
-            trim(h, &e, 1);
+        /* Its greenlet ended on h, the hub it last ran on: the slot's owner
+         * is h already, as a slot in h's cache must be. */
+        if (!h || !cache_put(h->stacks, ctx->slot, ctx->stack_lo))
+            trim_one(h, ctx->slot);
     }
+    ctx->slot = NULL;
     ctx->stack_lo = NULL;
     ctx->stack_size = 0;
 }
@@ -420,33 +512,48 @@ size_t gh__stack_default_size(void)
     return S.size;
 }
 
-/* Resident pages of one segment, counted with mincore; vec holds its
- * pages.  Guard pages are never resident, so they count nothing. */
-static uint64_t segment_resident(char *seg, unsigned char *vec, size_t pages)
+/* Adds the resident bytes of segment sg to its slots' owners (per_hub,
+ * nhubs entries) or to *unowned; vec holds the segment's pages.  A slot's
+ * pages are its guard and its stack.  Guard pages are resident only as
+ * canary red zones, which count with their stack, as they always did. */
+static uint64_t segment_resident(const struct seg *sg, unsigned char *vec,
+                                 uint64_t *per_hub, unsigned nhubs, uint64_t *unowned)
 {
-    uint64_t n = 0;
-    if (mincore(seg, pages * S.page, vec) != 0)
+    size_t slot_pages = S.slot / S.page;
+    if (mincore(sg->base, SEG_STACKS * S.slot, vec) != 0)
         return 0;
-    for (size_t i = 0; i < pages; i++)
-        n += vec[i] & 1;
-    return n * S.page;
+    uint64_t total = 0;
+    for (unsigned i = 0; i < SEG_STACKS; i++) {
+        uint64_t n = 0;
+        for (size_t k = i * slot_pages; k < (i + 1) * slot_pages; k++)
+            n += vec[k] & 1;
+        n *= S.page;
+        int32_t o = atomic_load_explicit(&sg->slot[i].owner, memory_order_relaxed);
+        if (o >= 0 && (unsigned)o < nhubs)
+            per_hub[o] += n;
+        else
+            *unowned += n;
+        total += n;
+    }
+    return total;
 }
 
-uint64_t gh__stack_resident(void)
+uint64_t gh__stack_resident_by_hub(uint64_t *per_hub, unsigned nhubs, uint64_t *unowned)
 {
-    /* Copy the segment list (segments stay mapped until the runtime
-     * ends), then ask the kernel without holding the lock. */
+    /* Copy the segment list (segments and their descriptors stay until
+     * the runtime ends), then ask the kernel without holding the lock. */
     pthread_mutex_lock(&S.mu);
     size_t n = S.nsegs;
-    char **segs = n ? malloc(n * sizeof *segs) : NULL;
+    struct seg **segs = n ? malloc(n * sizeof *segs) : NULL;
     if (segs)
         memcpy(segs, S.segs, n * sizeof *segs);
     pthread_mutex_unlock(&S.mu);
-    size_t pages = SEG_STACKS * S.slot / S.page;
-    unsigned char *vec = segs ? malloc(pages) : NULL;
+    unsigned char *vec = segs ? malloc(SEG_STACKS * S.slot / S.page) : NULL;
     uint64_t total = 0;
+    memset(per_hub, 0, nhubs * sizeof *per_hub);
+    *unowned = 0;
     for (size_t i = 0; vec && i < n; i++)
-        total += segment_resident(segs[i], vec, pages);
+        total += segment_resident(segs[i], vec, per_hub, nhubs, unowned);
     free(vec);
     free(segs);
     return total;

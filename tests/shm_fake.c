@@ -7,11 +7,13 @@
  *   hub 0: switches 100,000/s, stolen 10/s, parks 1,000/s, io_waits 500/s
  *   hub 1: switches  50,000/s, steals 10/s, parks 1,000/s, io_waits 500/s
  *
- * Hub 0 runs "worker-a", hub 1 "worker-b<TAB>x"; one blocking report names
- * `say "hi" \ now`.  Prints "ready" on stdout once the segment is in place.
- * On SIGTERM or SIGINT it does what the runtime does when it stops: running
- * = 0, unlink, exit 0.  On SIGUSR1 it does the same but lives on (a program
- * whose gh_run returned), until SIGTERM.
+ * Hub 0 runs "worker-a", hub 1 "worker-b<TAB>x"; their stacks: 1 and 2 MiB
+ * mapped, 0.375 and 0.5 MiB resident, of 1 MiB resident in all (128 KiB
+ * on no hub).  One blocking report names `say "hi" \ now`.  Prints
+ * "ready" on stdout once the segment is in place.  On SIGTERM or SIGINT
+ * it does what the runtime does when it stops: running = 0, unlink, exit
+ * 0.  On SIGUSR1 it does the same but lives on (a program whose gh_run
+ * returned), until SIGTERM.
  *
  * usage: shm_fake                a live segment
  *        shm_fake --bad-magic    wrong magic, then waits
@@ -92,6 +94,7 @@ static void fill_hub(struct gh_shm_hub *h, int i)
     h->timers = 2;
     h->stack_mapped = 1048576u * (unsigned)(i + 1);
     h->stack_cached = 262144;
+    h->stack_resident = i == 0 ? 393216 : 524288;   /* 0.375 and 0.5 MiB */
     h->current_id = 100u + (unsigned)i;
     snprintf(h->current_name, sizeof h->current_name, i == 0 ? "worker-a" : "worker-b\tx");
 }
@@ -118,7 +121,8 @@ static void fill(struct gh_shm_header *h, pid_t pid, uint32_t version)
     h->runnable = 6;
     h->waiting = 12;
     h->stack_mapped = 3145728;
-    h->stack_resident = 1048576;
+    h->stack_resident = 1048576;          /* the hubs' + 128 KiB on no hub */
+    h->stack_resident_unowned = 131072;
     h->rss = 8388608;
     h->blocked_total = 1;
     struct gh_shm_blocked *b = &h->blocked[0];

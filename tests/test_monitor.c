@@ -3,9 +3,11 @@
 #include "gh_test.h"
 #include "shm_layout.h"
 
+#include <alloca.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -228,6 +230,164 @@ static void test_no_segment_when_publish_is_off(void **state)
     unsetenv("GREENHUB_PUBLISH");
 }
 
+/* ---- resident stacks per hub ------------------------------------------------------ */
+
+/* Hub roles: the driver's hub D, hubs A, B and C, and E, which runs
+ * nothing.  None of them is X, where main waits (its stack counts there). */
+enum { RES_HUBS = 6 };
+struct res_roles { int x, d, a, b, c, e; };
+enum { RES_NA = 40, RES_NB = 20, RES_NC = 30 };   /* greenlets on A, B, C */
+#define RES_TOUCH (64 * 1024)   /* stack bytes each of them touches */
+#define RES_SLACK (32 * 1024)   /* and at most this much more (frames, the
+                                 * top page; a guess with room for ASan) */
+
+/* Touches RES_TOUCH bytes of its own stack, one write per page (alloca:
+ * on the greenlet's stack even under ASan, whose fake stacks take only
+ * fixed-size frames), then waits on ev if there is one. */
+static void *toucher_fn(void *arg)
+{
+    volatile char *p = alloca(RES_TOUCH);
+    for (size_t i = 0; i < RES_TOUCH; i += 4096)
+        p[i] = 1;
+    if (arg)
+        gh_event_wait((gh_event *)arg, -1);
+    return NULL;
+}
+
+static void spawn_pinned(gh_greenlet **g, int n, int hub, gh_event *ev)
+{
+    gh_spawn_opts o = { .name = "toucher", .hub = hub, .pinned = 1 };
+    for (int i = 0; i < n; i++)
+        assert_non_null(g[i] = gh_spawn_with(&o, toucher_fn, ev));
+}
+
+/* A, B and C show at least their greenlets' touched pages: a mincore pass
+ * has seen them all (C's in its cache), and main waits. */
+static bool res_settled(const struct gh_shm_header *c, const struct res_roles *r)
+{
+    return GH_SHM_HUB(c, r->a)->stack_resident >= RES_NA * (uint64_t)RES_TOUCH &&
+           GH_SHM_HUB(c, r->b)->stack_resident >= RES_NB * (uint64_t)RES_TOUCH &&
+           GH_SHM_HUB(c, r->c)->stack_resident >= RES_NC * (uint64_t)RES_TOUCH &&
+           c->waiting >= RES_NA + RES_NB + 1;
+}
+
+static void res_print(const struct gh_shm_header *c)
+{
+    for (unsigned i = 0; i < c->nhubs; i++) {
+        const struct gh_shm_hub *h = GH_SHM_HUB(c, i);
+        fprintf(stderr, "hub %u: %llu greenlets, %llu B cached, %llu B resident\n", i,
+                (unsigned long long)h->greenlets, (unsigned long long)h->stack_cached,
+                (unsigned long long)h->stack_resident);
+    }
+    fprintf(stderr, "all: %llu B resident, %llu B of it on no hub\n",
+            (unsigned long long)c->stack_resident,
+            (unsigned long long)c->stack_resident_unowned);
+}
+
+/* Hub i's resident figure is within [lo, hi]. */
+static void res_expect(const struct gh_shm_header *c, int i, const char *role,
+                       uint64_t lo, uint64_t hi)
+{
+    uint64_t v = GH_SHM_HUB(c, i)->stack_resident;
+    if (v < lo || v > hi) {
+        res_print(c);
+        fail_msg("hub %d (%s): %llu B resident, expected %llu to %llu", i, role,
+                 (unsigned long long)v, (unsigned long long)lo, (unsigned long long)hi);
+    }
+}
+
+static void res_check(const struct gh_shm_header *c, const struct res_roles *r)
+{
+    uint64_t slot = c->stack_size + 4096, sum = 0;
+    res_expect(c, r->a, "A", RES_NA * (uint64_t)RES_TOUCH,
+               RES_NA * (uint64_t)(RES_TOUCH + RES_SLACK));
+    res_expect(c, r->b, "B", RES_NB * (uint64_t)RES_TOUCH,
+               RES_NB * (uint64_t)(RES_TOUCH + RES_SLACK));
+    /* C's greenlets ended there: their stacks, in its cache, are its. */
+    res_expect(c, r->c, "C", RES_NC * (uint64_t)RES_TOUCH,
+               RES_NC * (uint64_t)(RES_TOUCH + RES_SLACK));
+    assert_int_equal(GH_SHM_HUB(c, r->c)->greenlets, 0);
+    assert_int_equal(GH_SHM_HUB(c, r->c)->stack_cached, RES_NC * c->stack_size);
+    /* D has the driver's stack alone, X main's; E nothing at all. */
+    res_expect(c, r->d, "D, the driver", 4096, slot);
+    res_expect(c, r->x, "X, main", 4096, slot);
+    assert_int_equal(GH_SHM_HUB(c, r->e)->greenlets, 0);
+    assert_int_equal(GH_SHM_HUB(c, r->e)->stack_cached, 0);
+    res_expect(c, r->e, "E, idle", 0, 0);
+    /* One pass: the hubs and the stacks of no hub make up the total.
+     * Nothing was trimmed, every greenlet has run: next to nothing is on
+     * no hub. */
+    for (unsigned i = 0; i < c->nhubs; i++)
+        sum += GH_SHM_HUB(c, i)->stack_resident;
+    if (sum > c->stack_resident || sum + c->stack_resident_unowned != c->stack_resident ||
+        c->stack_resident_unowned >= RES_TOUCH) {
+        res_print(c);
+        fail_msg("the hubs' resident stacks sum to %llu B", (unsigned long long)sum);
+    }
+}
+
+static void *res_driver(void *arg)
+{
+    const struct res_roles *r = arg;
+    assert_int_equal(gh_hub_index(), r->d);
+    size_t size;
+    const struct gh_shm_header *seg = seg_map(&size);
+    assert_non_null(seg);
+    gh_event ev;
+    assert_int_equal(gh_event_init(&ev), 0);
+    gh_greenlet *pa[RES_NA], *pb[RES_NB], *pc[RES_NC];
+    spawn_pinned(pa, RES_NA, r->a, &ev);
+    spawn_pinned(pb, RES_NB, r->b, &ev);
+    spawn_pinned(pc, RES_NC, r->c, NULL);
+    for (int i = 0; i < RES_NC; i++)
+        assert_int_equal(gh_join(pc[i], NULL), 0);
+    /* The per-hub figures are refreshed once a second (slower under a
+     * sanitizer: at most 1% of the monitor's time). */
+    struct gh_shm_header *c = seg_fresh(seg, size, now_ns());
+    uint64_t give_up = now_ns() + 30000000000ull;
+    while (!res_settled(c, r) && now_ns() < give_up) {
+        uint64_t t = c->updated_ns;
+        free(c);
+        gh_sleep_ms(20);
+        c = seg_fresh(seg, size, t);
+    }
+    assert_int_equal(c->nhubs, RES_HUBS);
+    res_check(c, r);
+    free(c);
+    assert_int_equal(gh_event_set(&ev), 0);
+    for (int i = 0; i < RES_NA; i++)
+        assert_int_equal(gh_join(pa[i], NULL), 0);
+    for (int i = 0; i < RES_NB; i++)
+        assert_int_equal(gh_join(pb[i], NULL), 0);
+    assert_int_equal(gh_event_destroy(&ev), 0);
+    munmap((void *)seg, size);
+    return NULL;
+}
+
+/* Main stays parked in the join on hub X all along; the roles go to the
+ * other hubs. */
+static void *resident_main(void *arg)
+{
+    (void)arg;
+    struct res_roles r = { .x = gh_hub_index() };
+    int *role[] = { &r.d, &r.a, &r.b, &r.c, &r.e }, k = 0;
+    for (int i = 0; i < RES_HUBS; i++)
+        if (i != r.x)
+            *role[k++] = i;
+    gh_spawn_opts o = { .name = "driver", .hub = r.d, .pinned = 1 };
+    gh_greenlet *d = gh_spawn_with(&o, res_driver, &r);
+    assert_non_null(d);
+    assert_int_equal(gh_join(d, NULL), 0);
+    return NULL;
+}
+
+static void test_resident_stacks_counted_per_hub(void **state)
+{
+    (void)state;
+    unsetenv("GREENHUB_PUBLISH");
+    gh_test_run(RES_HUBS, resident_main, NULL);
+}
+
 /* ---- the blocking detector ------------------------------------------------------ */
 
 static void spin_ms(unsigned ms)
@@ -441,6 +601,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_segment_published_private_and_moving),
         cmocka_unit_test(test_stale_segment_of_our_pid_replaced),
         cmocka_unit_test(test_no_segment_when_publish_is_off),
+        cmocka_unit_test(test_resident_stacks_counted_per_hub),
         cmocka_unit_test(test_detector_reports_hog_by_name_not_polite),
         cmocka_unit_test(test_detector_reports_blocking_libc_call),
         cmocka_unit_test(test_detector_prints_report_with_env),

@@ -437,14 +437,22 @@ static void test_json_has_every_field_and_counters_move(void **state)
         fail_msg("no rates (the fake publishes every 10 ms):\n%s", r1.out);
     assert_int_equal((int)json_num(r1.out, "pid"), (int)fake);
     assert_int_equal((int)json_num(r1.out, "nhubs"), 2);
-    assert_int_equal((int)json_num(r1.out, "version"), 1);
+    assert_int_equal((int)json_num(r1.out, "version"), GH_SHM_VERSION);
     assert_int_equal((int)json_num(r1.out, "running"), 1);
     assert_has(&r1, r1.out, "\"magic\":3549493225444427079,");   /* GH_SHM_MAGIC */
     assert_has(&r1, r1.out, "\"guard_mode\":\"madvise\"");
     assert_has(&r1, r1.out, "\"command\":\"shm_fake\"");
     assert_has(&r1, r1.out, "\"runtime_name\":\"fake-rt\"");
     assert_has(&r1, r1.out, "\"stack_resident\":1048576,");
+    assert_has(&r1, r1.out, "\"stack_resident_unowned\":131072,");
     assert_int_equal(count(r1.out, "\"index\":"), 2);
+    /* Per hub: resident stack bytes, after the cached ones. */
+    const char *hub0 = strstr(r1.out, "\"index\":0"), *hub1 = strstr(r1.out, "\"index\":1");
+    assert_non_null(hub0);
+    assert_non_null(hub1);
+    assert_has(&r1, hub0, "\"stack_cached\":262144,\"stack_resident\":393216,");
+    assert_has(&r1, hub1, "\"stack_cached\":262144,\"stack_resident\":524288,");
+    assert_true(strstr(hub0, "\"stack_resident\":393216,") < hub1);
     /* Both hubs' counters grew between the two runs. */
     const char *h1 = strstr(r1.out, "\"hubs\":["), *h2 = strstr(r2.out, "\"hubs\":[");
     double s1 = json_num(h1, "switches"), s2 = json_num(h2, "switches");
@@ -487,6 +495,11 @@ static void test_once_prints_one_snapshot(void **state)
     assert_has(&r, r.out, "\n  1    1 searching ");
     assert_has(&r, r.out, "worker-a #100");
     assert_has(&r, r.out, "worker-b\\x09x #101");   /* the tab, made visible */
+    /* STK MiB, then RES MiB (resident: 0.375 and 0.5 MiB; all: 0.875). */
+    assert_has(&r, r.out, " TIMERS STK MiB RES MiB  CURRENT\n");
+    assert_has(&r, r.out, "      2     1.0     0.4  worker-a #100 ");
+    assert_has(&r, r.out, "      2     2.0     0.5  worker-b\\x09x #101 ");
+    assert_has(&r, r.out, "      4     3.0     0.9  \n");
     assert_has(&r, r.out, "\nall ");
     assert_has(&r, r.out, "1 so far, most recent first");
     assert_has(&r, r.out, "hub 1   say \"hi\" \\ now (#7)  350 ms");
@@ -617,7 +630,7 @@ static void test_wrong_magic_is_refused(void **state)
 static void test_unknown_version_is_refused(void **state)
 {
     (void)state;
-    check_bad_segment("--bad-version", "has layout version 99; this schedtop reads version 1");
+    check_bad_segment("--bad-version", "has layout version 99; this schedtop reads version 2");
 }
 
 static void test_truncated_segment_is_refused(void **state)

@@ -142,6 +142,7 @@ static void header_fields(struct json *j, const struct gh_shm_header *h)
     u64(j, "waiting", h->waiting);
     u64(j, "stack_mapped", h->stack_mapped);
     u64(j, "stack_resident", h->stack_resident);
+    u64(j, "stack_resident_unowned", h->stack_resident_unowned);
     u64(j, "rss", h->rss);
     u64(j, "blocked_total", h->blocked_total);
     str(j, "runtime_name", h->runtime_name, sizeof h->runtime_name);
@@ -167,6 +168,7 @@ static void hub_obj(struct json *j, const struct gh_shm_hub *h, uint32_t i,
     u64(j, "timers", h->timers);
     u64(j, "stack_mapped", h->stack_mapped);
     u64(j, "stack_cached", h->stack_cached);
+    u64(j, "stack_resident", h->stack_resident);
     u64(j, "current_id", h->current_id);
     u64(j, "current_ns", h->current_ns);
     str(j, "current_name", h->current_name, sizeof h->current_name);

@@ -209,16 +209,16 @@ static int add_census(struct st_frame *f, const struct st_view *v)
 
 /* The cells of one row of the hub table. */
 struct row {
-    char idx[16], core[16], runq[24], gl[24], timers[24], stack[24], cur[200];
+    char idx[16], core[16], runq[24], gl[24], timers[24], stack[24], res[24], cur[200];
     const char *state;
     char r[ST_ROW_RATES][32];
 };
 
 static int add_row(struct st_frame *f, enum st_line_kind kind, const struct row *c)
 {
-    return add(f, kind, "%3s %4s %-9s %6s %7s %9s %9s %9s %9s %9s %6s %7s  %s",
+    return add(f, kind, "%3s %4s %-9s %6s %7s %9s %9s %9s %9s %9s %6s %7s %7s  %s",
                c->idx, c->core, c->state, c->runq, c->gl, c->r[0], c->r[1], c->r[2],
-               c->r[3], c->r[4], c->timers, c->stack, c->cur);
+               c->r[3], c->r[4], c->timers, c->stack, c->res, c->cur);
 }
 
 static void fill_current(struct row *c, const struct gh_shm_hub *h)
@@ -250,17 +250,19 @@ static void fill_hub(struct row *c, const struct st_view *v, uint32_t i)
         fmt_rate(c->r[k], sizeof c->r[k], v->rates, &rate[k]);
     snprintf(c->timers, sizeof c->timers, "%llu", (unsigned long long)h->timers);
     snprintf(c->stack, sizeof c->stack, "%.1f", (double)h->stack_mapped / 1048576);
+    snprintf(c->res, sizeof c->res, "%.1f", (double)h->stack_resident / 1048576);
     fill_current(c, h);
 }
 
 static void fill_totals(struct row *c, const struct st_view *v)
 {
-    unsigned long long runq = 0, gl = 0, timers = 0, stack = 0;
+    unsigned long long runq = 0, gl = 0, timers = 0, stack = 0, res = 0;
     for (uint32_t i = 0; i < v->snap->nhubs; i++) {
         runq += v->snap->hubs[i].runnable;
         gl += v->snap->hubs[i].greenlets;
         timers += v->snap->hubs[i].timers;
         stack += v->snap->hubs[i].stack_mapped;
+        res += v->snap->hubs[i].stack_resident;
     }
     memset(c, 0, sizeof *c);
     snprintf(c->idx, sizeof c->idx, "all");
@@ -271,6 +273,7 @@ static void fill_totals(struct row *c, const struct st_view *v)
         fmt_rate(c->r[k], sizeof c->r[k], v->rates, &v->rates->total[k]);
     snprintf(c->timers, sizeof c->timers, "%llu", timers);
     snprintf(c->stack, sizeof c->stack, "%.1f", (double)stack / 1048576);
+    snprintf(c->res, sizeof c->res, "%.1f", (double)res / 1048576);
 }
 
 /* Sort key of hub i (larger first), for every order but index. */
@@ -306,9 +309,10 @@ static int add_hubs(struct st_frame *f, const struct st_view *v)
         order[i] = i;
     if (v->sort != ST_SORT_INDEX)
         qsort_r(order, n, sizeof *order, cmp_hubs, (void *)v);
-    int r = add(f, ST_L_HEAD, "%3s %4s %-9s %6s %7s %9s %9s %9s %9s %9s %6s %7s  %s",
+    int r = add(f, ST_L_HEAD, "%3s %4s %-9s %6s %7s %9s %9s %9s %9s %9s %6s %7s %7s  %s",
                 "HUB", "CORE", "STATE", "RUNQ", "GLETS", "SWITCH/s", "STEAL/s",
-                "STOLEN/s", "PARK/s", "IOWAIT/s", "TIMERS", "STK MiB", "CURRENT");
+                "STOLEN/s", "PARK/s", "IOWAIT/s", "TIMERS", "STK MiB", "RES MiB",
+                "CURRENT");
     f->hub_first = f->n;
     for (uint32_t k = 0; k < n && r == 0; k++) {
         fill_hub(&c, v, order[k]);
