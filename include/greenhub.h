@@ -11,5 +11,6 @@
 #include <greenhub/sync.h>
 #include <greenhub/stats.h>
 #include <greenhub/io.h>
+#include <greenhub/interpose.h>
 
 #endif

@@ -4,6 +4,7 @@
  * and published with a CAS, never freed (the table lives as long as the
  * process, like the fd numbers it describes).  Lookups take no lock. */
 #include "io_internal.h"
+#include "real.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -88,10 +89,10 @@ int gh__fd_nonblock_slow(int fd)
     struct gh__fdstate *st = gh__fdstate_get(fd);   /* NULL: fcntl each time */
     if (st && atomic_load_explicit(&st->nb, memory_order_relaxed))
         return 0;
-    int fl = fcntl(fd, F_GETFL);
+    int fl = GH_REAL(fcntl)(fd, F_GETFL);
     if (fl < 0)
         return errno;
-    if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+    if (!(fl & O_NONBLOCK) && GH_REAL(fcntl)(fd, F_SETFL, fl | O_NONBLOCK) < 0)
         return errno;
     gh__fd_mark_nonblock(st);
     return 0;

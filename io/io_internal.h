@@ -32,6 +32,15 @@ struct gh__fdstate {
     _Atomic uint32_t epoch;    /* runtime run the hubmask belongs to */
     _Atomic uint64_t hubmask;  /* bit i % 64: hub i may watch this fd */
     struct gh__fd_twait *twaiters;   /* plain threads in poll(2) on it */
+    /* The interposition layer (interpose.c).  managed: the fd was made
+     * through the layer (socket, accept, pipe, dup...), so the layer
+     * gives it blocking semantics without blocking the hub; user_nb: the
+     * caller's own view of O_NONBLOCK; rcv_ms, snd_ms: its SO_RCVTIMEO and
+     * SO_SNDTIMEO (0: none).  Written by whoever makes, configures or
+     * closes the fd (relaxed: a race between two threads configuring one
+     * fd is the caller's, as with fcntl itself); reset by gh_close. */
+    _Atomic unsigned char managed, user_nb;
+    _Atomic int32_t rcv_ms, snd_ms;
 };
 
 /* A hub's io state (h->io), allocated with the hub.  Owner: that hub's
@@ -93,6 +102,30 @@ void gh__fd_mark_nonblock(struct gh__fdstate *st);
 /* The wait behind every green call: gh_wait_fd without argument checks,
  * bounded by the caller's deadline scope.  Returns 0 or an errno. */
 int gh__io_wait(int fd, int events, int64_t timeout_ms);
+/* A greenlet only: waits until one of the n fds (events GH_READ and/or
+ * GH_WRITE each; entries with fd < 0 or no events are skipped) may be
+ * ready, the timeout, the deadline scope, gh_kill or a close of one of
+ * them.  Returns 0 (ready, or one is a regular file epoll cannot watch:
+ * always ready) or an errno.  The interposition layer's poll(). */
+int gh__io_wait_many(const int *fds, const int *events, size_t n, int64_t timeout_ms);
+
+/* The green calls with a time limit `at` (absolute CLOCK_MONOTONIC ns, 0:
+ * none; sys.c): gh_read... are these with 0.  A wait that runs out of
+ * `at` fails the call with EAGAIN (EINPROGRESS for connect), as a blocking
+ * socket's SO_RCVTIMEO/SO_SNDTIMEO does. */
+ssize_t gh__green_read(int fd, void *buf, size_t count, uint64_t at);
+ssize_t gh__green_write(int fd, const void *buf, size_t count, uint64_t at);
+ssize_t gh__green_readv(int fd, const struct iovec *iov, int iovcnt, uint64_t at);
+ssize_t gh__green_writev(int fd, const struct iovec *iov, int iovcnt, uint64_t at);
+ssize_t gh__green_recvfrom(int fd, void *buf, size_t len, int flags,
+                           struct sockaddr *addr, socklen_t *addrlen, uint64_t at);
+ssize_t gh__green_sendto(int fd, const void *buf, size_t len, int flags,
+                         const struct sockaddr *addr, socklen_t addrlen, uint64_t at);
+ssize_t gh__green_recvmsg(int fd, struct msghdr *msg, int flags, uint64_t at);
+ssize_t gh__green_sendmsg(int fd, const struct msghdr *msg, int flags, uint64_t at);
+int gh__green_accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags,
+                      uint64_t at);
+int gh__green_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, uint64_t at);
 /* Hub thread, after a green read of fd on h returned fewer bytes than it
  * asked for (not 0): the fd is likely drained (poll.c, "Drained"). */
 void gh__io_note_short(struct gh__hub *h, int fd);

@@ -15,6 +15,7 @@
  * lookup finishes on its own): its request lives on the heap, and whichever
  * of the callback and the leaving greenlet comes second frees it. */
 #include "io_internal.h"
+#include "real.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -138,7 +139,7 @@ int gh_getaddrinfo(const char *node, const char *service,
         return EAI_SYSTEM;
     }
     if (!self || (!node && !service))
-        return getaddrinfo(node, service, hints, res);   /* plain thread, or its error */
+        return GH_REAL(getaddrinfo)(node, service, hints, res);   /* plain thread, or its error */
     struct gai_req *r = calloc(1, sizeof *r);
     if (!r)
         return EAI_MEMORY;

@@ -56,6 +56,7 @@
  *   cannot slip in unseen: it sets its hub's bit under the same lock that
  *   step 1 takes (or finds it already set, see gh__fd_mark_hub). */
 #include "io_internal.h"
+#include "real.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -249,7 +250,8 @@ static int poll_get(struct gh__hub *h, int fd, struct gh__fdpoll **out)
     struct gh__fdpoll *p = calloc(1, sizeof *p);
     if (!p)
         return ENOMEM;
-    int err = -uv_poll_init(&h->loop, &p->handle, fd);
+    int err;
+    GH_IP_BYPASS(err = -uv_poll_init(&h->loop, &p->handle, fd));   /* ioctl(FIONBIO) */
     if (err) {
         free(p);
         return err;
@@ -324,7 +326,7 @@ static __thread int t_efd = -1;      /* plain threads only: never migrates */
 
 static void efd_close(void *v)
 {
-    close((int)(intptr_t)v - 1);     /* stored + 1: NULL means none */
+    GH_REAL(close)((int)(intptr_t)v - 1);     /* stored + 1: NULL means none */
 }
 
 static void efd_key_make(void)
@@ -344,7 +346,7 @@ static int thread_efd(void)
     if (fd < 0)
         return -1;
     if (pthread_setspecific(efd_key, (void *)(intptr_t)(fd + 1)) != 0) {
-        close(fd);
+        GH_REAL(close)(fd);
         return -1;
     }
     return t_efd = fd;
@@ -392,7 +394,7 @@ static void twaiters_wake(struct gh__fdstate *st)
         atomic_store_explicit(&tw->closed, true, memory_order_release);
         uint64_t one = 1;
         /* Cannot fail but by a counter at its maximum: then it is readable. */
-        ssize_t w = write(tw->efd, &one, sizeof one);
+        ssize_t w = GH_REAL(write)(tw->efd, &one, sizeof one);
         (void)w;
     }
     st->twaiters = NULL;
@@ -419,10 +421,10 @@ static int poll_loop(struct pollfd *pfd, nfds_t n, struct gh__fd_twait *tw,
 {
     for (;;) {
         int ms = poll_ms(timeout_ms, at);
-        int r = poll(pfd, n, ms);
+        int r = GH_REAL(poll)(pfd, n, ms);
         if (r > 0 && n == 2 && pfd[1].revents) {   /* drained, whoever wrote */
             uint64_t c;
-            ssize_t got = read(pfd[1].fd, &c, sizeof c);
+            ssize_t got = GH_REAL(read)(pfd[1].fd, &c, sizeof c);
             (void)got;
         }
         if (n == 2 && atomic_load_explicit(&tw->closed, memory_order_acquire))
@@ -498,6 +500,94 @@ int gh__io_wait(int fd, int events, int64_t timeout_ms)
         h = gh__hub_self();
     }
     return err ? err : wait_green(h, self, fd, events, timeout_ms);
+}
+
+/* h's watches for the n fds, each armed for its events, with room for a
+ * registration: 0, EPERM (one is a regular file: ready now) or an errno. */
+static int many_prepare(struct gh__hub *h, const int *fds, const int *events,
+                        size_t n, struct gh__fdpoll **ps)
+{
+    for (size_t i = 0; i < n; i++) {
+        ps[i] = NULL;
+        if (fds[i] < 0 || !events[i])
+            continue;
+        int err = poll_get(h, fds[i], &ps[i]);
+        if (!err && !(err = regs_reserve(ps[i])))
+            err = poll_arm(ps[i], ps[i]->armed | events[i]);
+        if (err)
+            return err;
+    }
+    return 0;
+}
+
+/* Marks h in each fd's hub mask, yielding while one is being closed.
+ * Returns the hub the caller is on by then, or NULL (errno set). */
+static struct gh__hub *many_mark(const int *fds, const int *events, size_t n)
+{
+    struct gh__hub *h = gh__hub_self();
+    for (size_t i = 0; i < n; i++) {
+        if (fds[i] < 0 || !events[i])
+            continue;
+        struct gh__fdstate *st = gh__fdstate_get(fds[i]);
+        if (!st)
+            return NULL;
+        int err = gh__fd_mark_hub(st, h->index);
+        if (err == EAGAIN) {   /* a gh_close of it is under way: let it end */
+            gh_yield();
+            h = gh__hub_self();
+            i = (size_t)-1;    /* maybe on another hub now: mark all again */
+            continue;
+        }
+        if (err) {
+            errno = err;
+            return NULL;
+        }
+    }
+    return h;
+}
+
+int gh__io_wait_many(const int *fds, const int *events, size_t n, int64_t timeout_ms)
+{
+    struct gh__fdpoll *small[16], **ps = small;
+    if (n > 16 && !(ps = malloc(n * sizeof *ps)))
+        return ENOMEM;
+    struct gh__hub *h = many_mark(fds, events, n);
+    int err = h ? many_prepare(h, fds, events, n, ps) : errno;
+    if (err) {
+        if (ps != small)
+            free(ps);
+        return err == EPERM ? 0 : err;
+    }
+    gh_greenlet *self = h->current;
+    /* From the wait's opening to the park, nothing may fail (as in
+     * wait_green). */
+    uint64_t gen = gh__wait_open(self);
+    for (size_t i = 0; i < n; i++) {
+        struct gh__fdpoll *p = ps[i];
+        if (!p)
+            continue;
+        /* One registration per watch (room for one was reserved): an fd
+         * listed twice merges its events into the first. */
+        struct gh__fdreg *last = p->n ? &p->regs[p->n - 1] : NULL;
+        if (last && last->g == self && last->gen == gen)
+            last->events |= events[i];
+        else
+            p->regs[p->n++] = (struct gh__fdreg){ self, gen, events[i] };
+    }
+    gh__stat_inc(&h->st.io_waits);
+    int r = gh__park(self, gen, timeout_ms, NULL, NULL);
+    /* The registrations the wake left (all but the one that fired): gone
+     * now if still on h; elsewhere they are stale and purged later. */
+    if (r != GH_WAKE_CLOSED && gh__hub_self() == h) {
+        for (size_t i = 0; i < n; i++) {
+            struct gh__fdpoll *p = fds[i] >= 0 && events[i] ? poll_find(h, fds[i]) : NULL;
+            if (p)
+                regs_remove(p, self, gen);
+        }
+    }
+    if (ps != small)
+        free(ps);
+    return r == GH_WAKE_EVENT ? 0 : gh__reason_errno(r);
 }
 
 int gh_wait_fd(int fd, int events, int64_t timeout_ms)
@@ -604,7 +694,7 @@ int gh_close(int fd)
             errno = EBADF;
             return -1;
         }
-        return close(fd);   /* beyond the table: never waited on here */
+        return GH_REAL(close)(fd);   /* beyond the table: never waited on here */
     }
     struct gh__runtime *rt = gh__rt;
     gh__spin_lock(&st->lock);
@@ -615,9 +705,14 @@ int gh_close(int fd)
     }
     atomic_store_explicit(&st->closing, true, memory_order_relaxed);
     twaiters_wake(st);
-    /* Forget O_NONBLOCK now, not after close(2): a blocking fd that gets
-     * the number in between must not be taken for non-blocking. */
+    /* Forget O_NONBLOCK (and what the interposition layer knew) now, not
+     * after close(2): a blocking fd that gets the number in between must
+     * not be taken for non-blocking. */
     atomic_store_explicit(&st->nb, 0, memory_order_relaxed);
+    atomic_store_explicit(&st->managed, 0, memory_order_relaxed);
+    atomic_store_explicit(&st->user_nb, 0, memory_order_relaxed);
+    atomic_store_explicit(&st->rcv_ms, 0, memory_order_relaxed);
+    atomic_store_explicit(&st->snd_ms, 0, memory_order_relaxed);
     uint64_t mask = 0;
     if (rt && atomic_load_explicit(&st->epoch, memory_order_relaxed) == gh__io_epoch())
         mask = atomic_load_explicit(&st->hubmask, memory_order_relaxed);
@@ -626,7 +721,7 @@ int gh_close(int fd)
     int err = mask ? retire_everywhere(rt, fd, mask) : 0;
     int r = -1;
     if (!err) {
-        r = close(fd);
+        r = GH_REAL(close)(fd);
         err = r < 0 ? errno : 0;
     }
     gh__spin_lock(&st->lock);

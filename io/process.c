@@ -13,6 +13,7 @@
  * gh_write, and belong to the caller (gh_close them; closing the stdin
  * pipe is how a child like cat sees EOF). */
 #include "io_internal.h"
+#include "real.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -42,12 +43,12 @@ struct gh_process {
 static int make_pipe(struct gh_process *p, int which, int *child)
 {
     int pp[2];
-    if (pipe2(pp, O_CLOEXEC) < 0)
+    if (GH_REAL(pipe2)(pp, O_CLOEXEC) < 0)
         return errno;
     int mine = which == 0 ? pp[1] : pp[0];
     *child = which == 0 ? pp[0] : pp[1];
     p->fd[which] = mine;
-    if (fcntl(mine, F_SETFL, O_NONBLOCK) < 0)
+    if (GH_REAL(fcntl)(mine, F_SETFL, O_NONBLOCK) < 0)
         return errno;
     gh__fd_mark_nonblock(gh__fdstate_get(mine));
     return 0;
@@ -133,7 +134,7 @@ gh_process *gh_process_spawn(const gh_process_opts *o)
     posix_spawn_file_actions_destroy(&fa);
     for (int i = 0; i < 3; i++)
         if (close_after[i] >= 0)
-            close(close_after[i]);
+            GH_REAL(close)(close_after[i]);
     if (!err && (p->pidfd = pidfd_open(p->pid, 0)) < 0 && errno == ESRCH) {
         /* A zombie still has its pid, so the child is gone altogether:
          * reaped behind our back (SIGCHLD ignored, a waitpid(-1)

@@ -22,6 +22,7 @@
  * call-first read would have; only a close (EBADF) is final, since the
  * number may already be another fd's. */
 #include "io_internal.h"
+#include "real.h"
 
 #include <errno.h>
 #include <sys/sendfile.h>
@@ -95,14 +96,34 @@ static bool is_eagain(int err)
     return err == EAGAIN || err == EWOULDBLOCK;
 }
 
+/* A call's own time limit (the interposition layer's SO_RCVTIMEO and
+ * SO_SNDTIMEO): `at`, absolute CLOCK_MONOTONIC ns, 0 for none (the gh_*
+ * mirrors).  A wait ended by it makes the call fail with EAGAIN, as a
+ * blocking socket's timeout does; one ended by the deadline scope keeps
+ * ETIMEDOUT. */
+static int wait_at(int fd, int events, uint64_t at)
+{
+    if (!at)
+        return gh__io_wait(fd, events, -1);
+    uint64_t now = gh__now_ns();
+    int64_t ms = at > now ? (int64_t)((at - now + 999999) / 1000000) : 0;
+    int err = gh__io_wait(fd, events, ms);
+    if (err == ETIMEDOUT) {
+        const struct gh__dlscope *d = gh__dlscope_self();
+        if (!d || !d->deadline_ns || d->deadline_ns > gh__now_ns())
+            err = EAGAIN;
+    }
+    return err;
+}
+
 /* After a call failed with errno: 1 if it should be retried once fd is
  * ready for `events` (and the wait succeeded), 0 to return its failure
  * (errno set: the call's, or the wait's). */
-static int again(int fd, int events, int flags)
+static int again(int fd, int events, int flags, uint64_t at)
 {
     if (!is_eagain(errno) || (flags & MSG_DONTWAIT))
         return 0;
-    int err = gh__io_wait(fd, events, -1);
+    int err = wait_at(fd, events, at);
     if (err) {
         errno = err;
         return 0;
@@ -113,12 +134,12 @@ static int again(int fd, int events, int flags)
 /* Before a read-side call on fd: if the running greenlet's hub saw the
  * last read of fd drain it, waits for fd to be readable.  Returns 0 (make
  * the call) or the wait's errno. */
-static int wait_first(int fd, int flags)
+static int wait_first(int fd, int flags, uint64_t at)
 {
     struct gh__hub *h = gh__hub_self();
     if ((flags & MSG_DONTWAIT) || !h || !h->current || !gh__io_drained_take(h, fd))
         return 0;
-    return gh__io_wait(fd, GH_READ, -1);
+    return wait_at(fd, GH_READ, at);
 }
 
 /* After a read-side call that succeeded; short: it returned some bytes,
@@ -138,11 +159,11 @@ static void read_done(int fd, bool short_read, int flags)
  * "Reads that wait first" above).  WANT, the bytes asked for, is
  * evaluated only after the call returned some (so its arguments are
  * valid: readv's iov). */
-#define GREEN_READ(fd, want, flags, CALL)                   \
+#define GREEN_READ(fd, want, flags, at, CALL)               \
     do {                                                    \
         if (prepare(fd) < 0)                                \
             return -1;                                      \
-        int w_ = wait_first(fd, flags);                     \
+        int w_ = wait_first(fd, flags, at);                 \
         if (w_ == EBADF) {                                  \
             errno = w_;                                     \
             return -1;                                      \
@@ -152,7 +173,7 @@ static void read_done(int fd, bool short_read, int flags)
             errno = w_;                                     \
             return -1;                                      \
         }                                                   \
-        while (r_ < 0 && again(fd, GH_READ, flags))         \
+        while (r_ < 0 && again(fd, GH_READ, flags, at))     \
             r_ = (CALL);                                    \
         if (r_ >= 0)                                        \
             read_done(fd, r_ > 0 && (size_t)r_ < (want), flags); \
@@ -161,12 +182,12 @@ static void read_done(int fd, bool short_read, int flags)
 
 /* The retry loop every mirror shares: CALL is an expression of type
  * ssize_t, re-evaluated after each wait. */
-#define GREEN_CALL(fd, events, flags, CALL)                 \
+#define GREEN_CALL(fd, events, flags, at, CALL)             \
     do {                                                    \
         if (prepare(fd) < 0)                                \
             return -1;                                      \
         ssize_t r_;                                         \
-        while ((r_ = (CALL)) < 0 && again(fd, events, flags)) \
+        while ((r_ = (CALL)) < 0 && again(fd, events, flags, at)) \
             ;                                               \
         if (r_ >= 0)                                        \
             budget_spend();                                 \
@@ -183,52 +204,98 @@ static size_t iov_total(const struct iovec *iov, int iovcnt)
     return sum;
 }
 
+/* The green calls, with a time limit `at` (see wait_at): the gh_*
+ * mirrors pass 0, the interposition layer the fd's socket timeout. */
+ssize_t gh__green_read(int fd, void *buf, size_t count, uint64_t at)
+{
+    GREEN_READ(fd, count, 0, at, GH_REAL(read)(fd, buf, count));
+}
+
+ssize_t gh__green_write(int fd, const void *buf, size_t count, uint64_t at)
+{
+    GREEN_CALL(fd, GH_WRITE, 0, at, GH_REAL(write)(fd, buf, count));
+}
+
+ssize_t gh__green_readv(int fd, const struct iovec *iov, int iovcnt, uint64_t at)
+{
+    GREEN_READ(fd, iov_total(iov, iovcnt), 0, at, GH_REAL(readv)(fd, iov, iovcnt));
+}
+
+ssize_t gh__green_writev(int fd, const struct iovec *iov, int iovcnt, uint64_t at)
+{
+    GREEN_CALL(fd, GH_WRITE, 0, at, GH_REAL(writev)(fd, iov, iovcnt));
+}
+
+ssize_t gh__green_recvfrom(int fd, void *buf, size_t len, int flags,
+                           struct sockaddr *addr, socklen_t *addrlen, uint64_t at)
+{
+    GREEN_READ(fd, len, flags, at, GH_REAL(recvfrom)(fd, buf, len, flags, addr, addrlen));
+}
+
+ssize_t gh__green_sendto(int fd, const void *buf, size_t len, int flags,
+                         const struct sockaddr *addr, socklen_t addrlen, uint64_t at)
+{
+    GREEN_CALL(fd, GH_WRITE, flags, at,
+               GH_REAL(sendto)(fd, buf, len, flags | MSG_NOSIGNAL, addr, addrlen));
+}
+
+/* recvmsg: a short read is judged on the whole of msg_iov. */
+ssize_t gh__green_recvmsg(int fd, struct msghdr *msg, int flags, uint64_t at)
+{
+    GREEN_READ(fd, iov_total(msg->msg_iov, (int)msg->msg_iovlen), flags, at,
+               GH_REAL(recvmsg)(fd, msg, flags));
+}
+
+ssize_t gh__green_sendmsg(int fd, const struct msghdr *msg, int flags, uint64_t at)
+{
+    GREEN_CALL(fd, GH_WRITE, flags, at, GH_REAL(sendmsg)(fd, msg, flags | MSG_NOSIGNAL));
+}
+
 ssize_t gh_read(int fd, void *buf, size_t count)
 {
-    GREEN_READ(fd, count, 0, read(fd, buf, count));
+    return gh__green_read(fd, buf, count, 0);
 }
 
 ssize_t gh_write(int fd, const void *buf, size_t count)
 {
-    GREEN_CALL(fd, GH_WRITE, 0, write(fd, buf, count));
+    return gh__green_write(fd, buf, count, 0);
 }
 
 ssize_t gh_readv(int fd, const struct iovec *iov, int iovcnt)
 {
-    GREEN_READ(fd, iov_total(iov, iovcnt), 0, readv(fd, iov, iovcnt));
+    return gh__green_readv(fd, iov, iovcnt, 0);
 }
 
 ssize_t gh_writev(int fd, const struct iovec *iov, int iovcnt)
 {
-    GREEN_CALL(fd, GH_WRITE, 0, writev(fd, iov, iovcnt));
+    return gh__green_writev(fd, iov, iovcnt, 0);
 }
 
 ssize_t gh_recv(int fd, void *buf, size_t len, int flags)
 {
-    GREEN_READ(fd, len, flags, recv(fd, buf, len, flags));
+    return gh__green_recvfrom(fd, buf, len, flags, NULL, NULL, 0);
 }
 
 ssize_t gh_send(int fd, const void *buf, size_t len, int flags)
 {
-    GREEN_CALL(fd, GH_WRITE, flags, send(fd, buf, len, flags | MSG_NOSIGNAL));
+    return gh__green_sendto(fd, buf, len, flags, NULL, 0, 0);
 }
 
 ssize_t gh_recvfrom(int fd, void *buf, size_t len, int flags,
                     struct sockaddr *addr, socklen_t *addrlen)
 {
-    GREEN_READ(fd, len, flags, recvfrom(fd, buf, len, flags, addr, addrlen));
+    return gh__green_recvfrom(fd, buf, len, flags, addr, addrlen, 0);
 }
 
 ssize_t gh_sendto(int fd, const void *buf, size_t len, int flags,
                   const struct sockaddr *addr, socklen_t addrlen)
 {
-    GREEN_CALL(fd, GH_WRITE, flags,
-               sendto(fd, buf, len, flags | MSG_NOSIGNAL, addr, addrlen));
+    return gh__green_sendto(fd, buf, len, flags, addr, addrlen, 0);
 }
 
 ssize_t gh_sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
 {
-    GREEN_CALL(out_fd, GH_WRITE, 0, sendfile(out_fd, in_fd, offset, count));
+    GREEN_CALL(out_fd, GH_WRITE, 0, 0, sendfile(out_fd, in_fd, offset, count));
 }
 
 /* Out of descriptors, an accept fails at once, and a server that retries
@@ -238,13 +305,16 @@ ssize_t gh_sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
  * freed by close(2) are only seen that way). */
 enum { EMFILE_WAIT_MS = 100 };
 
-int gh_accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
+/* accept4 with the flags given as they are (the caller adds
+ * SOCK_NONBLOCK: the new fd is always non-blocking underneath). */
+int gh__green_accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags,
+                      uint64_t at)
 {
     if (prepare(fd) < 0)
         return -1;
     int c;
-    while ((c = accept4(fd, addr, addrlen, flags | SOCK_NONBLOCK | SOCK_CLOEXEC)) < 0 &&
-           again(fd, GH_READ, 0))
+    while ((c = GH_REAL(accept4)(fd, addr, addrlen, flags | SOCK_NONBLOCK)) < 0 &&
+           again(fd, GH_READ, 0, at))
         ;
     if (c < 0 && (errno == EMFILE || errno == ENFILE)) {
         int e = errno;
@@ -259,22 +329,31 @@ int gh_accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
     return c;
 }
 
+int gh_accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
+{
+    return gh__green_accept4(fd, addr, addrlen, flags | SOCK_CLOEXEC, 0);
+}
+
 int gh_accept(int fd, struct sockaddr *addr, socklen_t *addrlen)
 {
     return gh_accept4(fd, addr, addrlen, 0);
 }
 
-int gh_connect(int fd, const struct sockaddr *addr, socklen_t addrlen)
+/* A connect that runs out of `at` fails with EINPROGRESS, as a blocking
+ * socket's SO_SNDTIMEO makes it do (the connection goes on). */
+int gh__green_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, uint64_t at)
 {
     if (prepare(fd) < 0)
         return -1;
-    if (connect(fd, addr, addrlen) == 0) {
+    if (GH_REAL(connect)(fd, addr, addrlen) == 0) {
         budget_spend();
         return 0;
     }
     if (errno != EINPROGRESS)
         return -1;
-    int err = gh__io_wait(fd, GH_WRITE, -1);
+    int err = wait_at(fd, GH_WRITE, at);
+    if (err == EAGAIN)
+        err = EINPROGRESS;
     socklen_t len = sizeof err;
     if (!err && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
         err = errno;
@@ -283,4 +362,9 @@ int gh_connect(int fd, const struct sockaddr *addr, socklen_t addrlen)
         return -1;
     }
     return 0;
+}
+
+int gh_connect(int fd, const struct sockaddr *addr, socklen_t addrlen)
+{
+    return gh__green_connect(fd, addr, addrlen, 0);
 }

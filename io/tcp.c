@@ -1,6 +1,7 @@
 /* io/tcp.c — gh_tcp_listen and gh_tcp_dial.  Names resolve through
  * gh_getaddrinfo (the greenlet parks; the hub keeps running). */
 #include "io_internal.h"
+#include "real.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -28,7 +29,7 @@ static int resolve(const char *host, const char *port, int passive,
 
 static int stream_socket(const struct addrinfo *ai)
 {
-    return socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+    return GH_REAL(socket)(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
                   ai->ai_protocol);
 }
 
@@ -38,11 +39,11 @@ static int listen_on(const struct addrinfo *ai, int backlog, int reuseport)
     if (fd < 0)
         return -1;
     int one = 1;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-        (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) ||
+    if (GH_REAL(setsockopt)(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        (reuseport && GH_REAL(setsockopt)(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) ||
         bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, backlog) < 0) {
         int e = errno;
-        close(fd);
+        GH_REAL(close)(fd);
         errno = e;
         return -1;
     }
@@ -89,7 +90,7 @@ static int dial_one(const struct addrinfo *ai)
         return -1;
     }
     int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    GH_REAL(setsockopt)(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     return fd;
 }
 

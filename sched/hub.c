@@ -90,6 +90,7 @@
  * Threads and ownership: everything in struct gh__hub above its "shared"
  * line is touched only by the hub's own thread (see internal.h). */
 #include "internal.h"
+#include "../io/real.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -787,7 +788,7 @@ static void cancel_sleep(struct gh__hub *h)
 __attribute__((noinline, cold)) static void test_sleep_delay(uint64_t ns)
 {
     struct timespec ts = { (time_t)(ns / 1000000000u), (long)(ns % 1000000000u) };
-    nanosleep(&ts, NULL);
+    GH_REAL(nanosleep)(&ts, NULL);
 }
 
 static void hub_sleep(struct gh__hub *h)

@@ -46,6 +46,7 @@
  *     unlock(prim); return ETIMEDOUT       destroy(prim) -> 0 from here on
  */
 #include "internal.h"
+#include "../io/real.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -489,7 +490,7 @@ __attribute__((noinline, cold)) static void test_wait_exit_delay(uint64_t ns)
 {
     struct timespec ts = { (time_t)(ns / 1000000000u), (long)(ns % 1000000000u) };
     atomic_fetch_add_explicit(&gh__test_wait_exit_holds, 1, memory_order_relaxed);
-    nanosleep(&ts, NULL);
+    GH_REAL(nanosleep)(&ts, NULL);
 }
 
 /* The way out of a wait that ended other than by a waker (timeout,

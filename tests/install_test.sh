@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # tests/install_test.sh BUILD_DIR SOURCE_DIR — installs greenhub into a
 # temporary prefix and builds a program outside the tree against it, once
-# with pkg-config and once with find_package(greenhub CONFIG); both must run.
+# with pkg-config and once with find_package(greenhub CONFIG) (with and
+# without greenhub::hooks); all must run, and the interposition layer is
+# there exactly where it was linked or preloaded.
 set -euo pipefail
 build="$1" src="$2"
 prefix=$(mktemp -d)
@@ -24,4 +26,18 @@ cc "$src/tests/install/consumer.c" -o "$prefix/by_pkgconfig" \
 cmake -S "$src/tests/install" -B "$prefix/cm" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
 cmake --build "$prefix/cm" >/dev/null
 LD_LIBRARY_PATH="$libdir" "$prefix/cm/consumer"
-echo "install test: pkg-config and find_package consumers both ran"
+LD_LIBRARY_PATH="$libdir" "$prefix/cm/consumer_hooks"
+# shellcheck disable=SC2046
+cc -DWANT_INTERPOSED=1 "$src/tests/install/consumer.c" -o "$prefix/hooks_by_pkgconfig" \
+   $(PKG_CONFIG_PATH="$pcdir" pkg-config --cflags --libs greenhub-hooks) -Wl,-rpath,"$libdir"
+"$prefix/hooks_by_pkgconfig"
+# LD_PRELOAD instead of linking the hooks: the pkg-config consumer again.
+# It was built expecting no layer, so it must fail its check and say why.
+[[ -f "$libdir/libgreenhub_preload.so" ]]
+out=$(LD_PRELOAD="$libdir/libgreenhub_preload.so" "$prefix/by_pkgconfig" || echo "exit=$?")
+echo "$out"
+if [[ "$out" != *"interposed=1"* || "$out" != *"exit=1"* ]]; then
+    echo "the preloaded consumer should report interposed=1 (and fail its check)" >&2
+    exit 1
+fi
+echo "install test: pkg-config, find_package (with and without greenhub::hooks) and LD_PRELOAD consumers ran"

@@ -1,4 +1,7 @@
-/* A program outside the tree, built against an installed greenhub. */
+/* A program outside the tree, built against an installed greenhub.
+ * WANT_INTERPOSED (0 or 1): whether it was linked with greenhub::hooks;
+ * gh_interposed() must say the same (linking libgreenhub alone interposes
+ * nothing). */
 #include <greenhub.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -14,10 +17,15 @@ static void *main_fn(void *arg)
     return r;
 }
 
+#ifndef WANT_INTERPOSED
+#define WANT_INTERPOSED 0
+#endif
+
 int main(void)
 {
     void *r = NULL;
     int err = gh_run(NULL, main_fn, NULL, &r);
-    printf("consumer: gh_run=%d result=%lu\n", err, (unsigned long)(uintptr_t)r);
-    return err == 0 && (uintptr_t)r == 42 ? 0 : 1;
+    printf("consumer: gh_run=%d result=%lu interposed=%d\n", err,
+           (unsigned long)(uintptr_t)r, (int)gh_interposed());
+    return err == 0 && (uintptr_t)r == 42 && gh_interposed() == WANT_INTERPOSED ? 0 : 1;
 }
