@@ -39,6 +39,7 @@
 #include <greenhub/interpose.h>
 #include <limits.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,9 +53,20 @@
 static _Atomic bool loaded;
 __thread int gh__ip_bypass;
 
+/* Set in the child of a fork(): the runtime's hub threads were not copied,
+ * so nothing can park there and every call is libc's, even on the thread
+ * that forked from inside a greenlet (whose hub pointer was copied). */
+static bool forked_child;
+
+static void atfork_child(void)
+{
+    forked_child = true;
+}
+
 GH_IP void gh__ip_loaded(void)
 {
     gh__real_init();
+    pthread_atfork(NULL, NULL, atfork_child);
     atomic_store_explicit(&loaded, true, memory_order_relaxed);
 }
 
@@ -68,13 +80,13 @@ bool gh_interposed(void)
 static bool on_greenlet(void)
 {
     struct gh__hub *h = gh__hub_self();
-    return h && h->current && !gh__ip_bypass;
+    return h && h->current && !gh__ip_bypass && !forked_child;
 }
 
 /* fd's state if the layer made it (and is not bypassed), else NULL. */
 static struct gh__fdstate *managed_fd(int fd)
 {
-    struct gh__fdstate *st = fd >= 0 && fd < GH_FD_MAX && !gh__ip_bypass ?
+    struct gh__fdstate *st = fd >= 0 && fd < GH_FD_MAX && !gh__ip_bypass && !forked_child ?
                              gh__fdstate_get(fd) : NULL;
     return st && atomic_load_explicit(&st->managed, memory_order_relaxed) ? st : NULL;
 }
@@ -95,7 +107,8 @@ static struct gh__fdstate *green_fd(int fd)
  * for O_NONBLOCK (then the kernel has it too). */
 static void track(int fd, bool nonblock)
 {
-    struct gh__fdstate *st = fd >= 0 && !gh__ip_bypass ? gh__fdstate_get(fd) : NULL;
+    struct gh__fdstate *st = fd >= 0 && !gh__ip_bypass && !forked_child ?
+                             gh__fdstate_get(fd) : NULL;
     if (!st)
         return;   /* beyond the table, no memory, or greenhub's own */
     atomic_store_explicit(&st->user_nb, nonblock, memory_order_relaxed);
@@ -294,8 +307,9 @@ GH_IP int gh__ip_close(int fd)
 {
     /* gh_close wakes the fd's waiters and retires its watches on every
      * hub before the number can be reused, on any thread; for an fd no
-     * hub watches it costs a lock and the close. */
-    return gh_close(fd);
+     * hub watches it costs a lock and the close.  Not in a forked child:
+     * there are no hubs to retire anything. */
+    return forked_child ? GH_REAL(close)(fd) : gh_close(fd);
 }
 
 GH_IP int gh__ip_shutdown(int fd, int how)

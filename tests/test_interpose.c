@@ -19,6 +19,7 @@
 #include <sys/ioctl.h>
 #include <sys/select.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -489,6 +490,63 @@ static void test_plain_thread_blocks(void **state)
     close(sv[1]);
 }
 
+/* ---- fork: the child has no hubs --------------------------------------------------------- */
+
+/* On hub 1: a green read that leaves hub 1 watching the fd. */
+static void *watch_on_hub1(void *arg)
+{
+    int *sv = arg;
+    char c;
+    assert_int_equal(read(sv[0], &c, 1), 1);
+    return NULL;
+}
+
+static void *forker(void *arg)
+{
+    (void)arg;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    gh_spawn_opts o = { .hub = 1, .pinned = 1 };
+    gh_greenlet *g = gh_spawn_with(&o, watch_on_hub1, sv);
+    usleep(20000);   /* it parks in its read on hub 1 (a watch there) */
+    assert_int_equal(write(sv[1], "x", 1), 1);
+    gh_join(g, NULL);
+    /* Fork from hub 0.  In the child, close(sv[0]) through gh_close would
+     * ask hub 1, which does not exist there, to retire its watch, and wait
+     * forever; usleep would park on a copy of hub 0 whose epoll set is the
+     * parent's. */
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (usleep(1000) != 0 || close(sv[0]) != 0 || close(sv[1]) != 0)
+            _exit(1);
+        _exit(0);
+    }
+    assert_true(pid > 0);
+    int st = 0;
+    pid_t w;
+    while ((w = waitpid(pid, &st, WNOHANG)) == 0)
+        usleep(1000);   /* green here, in the parent */
+    assert_int_equal(w, pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    close(sv[0]);
+    close(sv[1]);
+    return NULL;
+}
+
+static void *forker_main(void *arg)
+{
+    gh_spawn_opts o = { .hub = 0, .pinned = 1 };   /* forks from hub 0 */
+    gh_join(gh_spawn_with(&o, forker, arg), NULL);
+    return NULL;
+}
+
+static void test_fork_child_is_plain(void **state)
+{
+    (void)state;
+    gh_test_run(2, forker_main, NULL);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -502,6 +560,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_tcp_echo_all_hubs),
         cmocka_unit_test(test_fault_injection),
         cmocka_unit_test(test_plain_thread_blocks),
+        cmocka_unit_test(test_fork_child_is_plain),
     };
     return gh_test_main(argc, argv, tests, sizeof tests / sizeof tests[0], __FILE__);
 }
