@@ -7,7 +7,7 @@
 # installed for two architectures at once (that build uses glibc malloc).
 set -euo pipefail
 pkgs=(gcc make cmake pkg-config libuv1-dev libhwloc-dev libjemalloc-dev libcmocka-dev valgrind
-      libncurses-dev tmux libcurl4-openssl-dev)
+      libncurses-dev tmux libcurl4-openssl-dev redis-server libhiredis-dev postgresql libpq-dev)
 case "${1:-}" in
 --bench) pkgs+=(g++ golang-go libboost-context-dev libboost-fiber-dev gnuplot-nox python3-gevent) ;;
 --aarch64)
