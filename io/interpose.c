@@ -91,6 +91,51 @@ static struct gh__fdstate *managed_fd(int fd)
     return st && atomic_load_explicit(&st->managed, memory_order_relaxed) ? st : NULL;
 }
 
+/* ---- staying on the hub ---------------------------------------------------------------
+ * Unmodified code may keep a thread-local address across a call the layer
+ * parks: hiredis 0.14 computes &errno before poll() and stores ETIMEDOUT
+ * through it after (glibc declares __errno_location const, so the
+ * compiler may).  Had the greenlet been stolen while parked, that store
+ * would land in another greenlet's errno on the old thread (reproduced:
+ * 200 redisConnectWithTimeout to a full accept queue on 2 hubs, 11 of 20
+ * runs; 0 of 20 with this).  So a green call made by the layer resumes on
+ * the hub it started on: the greenlet's stay_hub (sched/internal.h) is set
+ * for the call, and wakers and the scheduler treat it as pinned meanwhile
+ * (tests/test_interpose_stay.c).  Costs two stores per call; what is lost
+ * is only moving such a greenlet to an idle hub while it waits
+ * (spawn-time spreading and the gh_* calls are unchanged). */
+
+/* Returns the stay in force before (to give stay_end), or -2 off a greenlet. */
+static int stay_begin(void)
+{
+    struct gh__hub *h = gh__hub_self();
+    if (!h || !h->current)
+        return -2;
+    int old = h->current->stay_hub;
+    h->current->stay_hub = (int)h->index;
+    return old;
+}
+
+static void stay_end(int old)
+{
+    if (old == -2)
+        return;
+    struct gh__hub *h = gh__hub_self();   /* the same hub: it stayed */
+    h->current->stay_hub = old;
+}
+
+/* Evaluates a green call with the greenlet staying on its hub; errno as
+ * the call left it. */
+#define STAYING(type, expr)                 \
+    ({                                      \
+        int stay_ = stay_begin();           \
+        type r_ = (expr);                   \
+        int e_ = errno;                     \
+        stay_end(stay_);                    \
+        errno = e_;                         \
+        r_;                                 \
+    })
+
 /* fd's state if a call on it should take the green path (see the top of
  * the file), else NULL. */
 static struct gh__fdstate *green_fd(int fd)
@@ -131,33 +176,33 @@ static uint64_t limit_at(const _Atomic int32_t *ms)
 GH_IP ssize_t gh__ip_read(int fd, void *buf, size_t n)
 {
     struct gh__fdstate *st = green_fd(fd);
-    return st ? gh__green_read(fd, buf, n, limit_at(&st->rcv_ms)) : GH_REAL(read)(fd, buf, n);
+    return st ? STAYING(ssize_t, gh__green_read(fd, buf, n, limit_at(&st->rcv_ms))) : GH_REAL(read)(fd, buf, n);
 }
 
 GH_IP ssize_t gh__ip_write(int fd, const void *buf, size_t n)
 {
     struct gh__fdstate *st = green_fd(fd);
-    return st ? gh__green_write(fd, buf, n, limit_at(&st->snd_ms)) : GH_REAL(write)(fd, buf, n);
+    return st ? STAYING(ssize_t, gh__green_write(fd, buf, n, limit_at(&st->snd_ms))) : GH_REAL(write)(fd, buf, n);
 }
 
 GH_IP ssize_t gh__ip_readv(int fd, const struct iovec *iov, int cnt)
 {
     struct gh__fdstate *st = green_fd(fd);
-    return st ? gh__green_readv(fd, iov, cnt, limit_at(&st->rcv_ms))
+    return st ? STAYING(ssize_t, gh__green_readv(fd, iov, cnt, limit_at(&st->rcv_ms)))
               : GH_REAL(readv)(fd, iov, cnt);
 }
 
 GH_IP ssize_t gh__ip_writev(int fd, const struct iovec *iov, int cnt)
 {
     struct gh__fdstate *st = green_fd(fd);
-    return st ? gh__green_writev(fd, iov, cnt, limit_at(&st->snd_ms))
+    return st ? STAYING(ssize_t, gh__green_writev(fd, iov, cnt, limit_at(&st->snd_ms)))
               : GH_REAL(writev)(fd, iov, cnt);
 }
 
 GH_IP ssize_t gh__ip_recv(int fd, void *buf, size_t n, int fl)
 {
     struct gh__fdstate *st = green_fd(fd);
-    return st ? gh__green_recvfrom(fd, buf, n, fl, NULL, NULL, limit_at(&st->rcv_ms))
+    return st ? STAYING(ssize_t, gh__green_recvfrom(fd, buf, n, fl, NULL, NULL, limit_at(&st->rcv_ms)))
               : GH_REAL(recv)(fd, buf, n, fl);
 }
 
@@ -165,21 +210,21 @@ GH_IP ssize_t gh__ip_recvfrom(int fd, void *buf, size_t n, int fl, struct sockad
                               socklen_t *al)
 {
     struct gh__fdstate *st = green_fd(fd);
-    return st ? gh__green_recvfrom(fd, buf, n, fl, a, al, limit_at(&st->rcv_ms))
+    return st ? STAYING(ssize_t, gh__green_recvfrom(fd, buf, n, fl, a, al, limit_at(&st->rcv_ms)))
               : GH_REAL(recvfrom)(fd, buf, n, fl, a, al);
 }
 
 GH_IP ssize_t gh__ip_recvmsg(int fd, struct msghdr *m, int fl)
 {
     struct gh__fdstate *st = green_fd(fd);
-    return st ? gh__green_recvmsg(fd, m, fl, limit_at(&st->rcv_ms))
+    return st ? STAYING(ssize_t, gh__green_recvmsg(fd, m, fl, limit_at(&st->rcv_ms)))
               : GH_REAL(recvmsg)(fd, m, fl);
 }
 
 GH_IP ssize_t gh__ip_send(int fd, const void *buf, size_t n, int fl)
 {
     struct gh__fdstate *st = green_fd(fd);
-    return st ? gh__green_sendto(fd, buf, n, fl, NULL, 0, limit_at(&st->snd_ms))
+    return st ? STAYING(ssize_t, gh__green_sendto(fd, buf, n, fl, NULL, 0, limit_at(&st->snd_ms)))
               : GH_REAL(send)(fd, buf, n, fl);
 }
 
@@ -187,14 +232,14 @@ GH_IP ssize_t gh__ip_sendto(int fd, const void *buf, size_t n, int fl,
                             const struct sockaddr *a, socklen_t al)
 {
     struct gh__fdstate *st = green_fd(fd);
-    return st ? gh__green_sendto(fd, buf, n, fl, a, al, limit_at(&st->snd_ms))
+    return st ? STAYING(ssize_t, gh__green_sendto(fd, buf, n, fl, a, al, limit_at(&st->snd_ms)))
               : GH_REAL(sendto)(fd, buf, n, fl, a, al);
 }
 
 GH_IP ssize_t gh__ip_sendmsg(int fd, const struct msghdr *m, int fl)
 {
     struct gh__fdstate *st = green_fd(fd);
-    return st ? gh__green_sendmsg(fd, m, fl, limit_at(&st->snd_ms))
+    return st ? STAYING(ssize_t, gh__green_sendmsg(fd, m, fl, limit_at(&st->snd_ms)))
               : GH_REAL(sendmsg)(fd, m, fl);
 }
 
@@ -223,7 +268,7 @@ static void *pio_run(void *arg)
 static ssize_t pio(int fd, void *buf, size_t n, off_t off, bool write)
 {
     struct pio p = { fd, buf, n, off, write, -1, 0 };
-    int err = gh_blocking(pio_run, &p, NULL);
+    int err = STAYING(int, gh_blocking(pio_run, &p, NULL));
     if (err) {
         errno = err;
         return -1;
@@ -281,7 +326,7 @@ GH_IP int gh__ip_pipe(int p[2])
 GH_IP int gh__ip_accept4(int fd, struct sockaddr *a, socklen_t *al, int fl)
 {
     struct gh__fdstate *st = green_fd(fd);
-    int c = st ? gh__green_accept4(fd, a, al, fl, limit_at(&st->rcv_ms))
+    int c = st ? STAYING(int, gh__green_accept4(fd, a, al, fl, limit_at(&st->rcv_ms)))
                : GH_REAL(accept4)(fd, a, al, fl);
     if (c >= 0) {
         track(c, fl & SOCK_NONBLOCK);
@@ -299,7 +344,7 @@ GH_IP int gh__ip_accept(int fd, struct sockaddr *a, socklen_t *al)
 GH_IP int gh__ip_connect(int fd, const struct sockaddr *a, socklen_t al)
 {
     struct gh__fdstate *st = green_fd(fd);
-    return st ? gh__green_connect(fd, a, al, limit_at(&st->snd_ms))
+    return st ? STAYING(int, gh__green_connect(fd, a, al, limit_at(&st->snd_ms)))
               : GH_REAL(connect)(fd, a, al);
 }
 
@@ -309,7 +354,7 @@ GH_IP int gh__ip_close(int fd)
      * hub before the number can be reused, on any thread; for an fd no
      * hub watches it costs a lock and the close.  Not in a forked child:
      * there are no hubs to retire anything. */
-    return forked_child ? GH_REAL(close)(fd) : gh_close(fd);
+    return forked_child ? GH_REAL(close)(fd) : STAYING(int, gh_close(fd));
 }
 
 GH_IP int gh__ip_shutdown(int fd, int how)
@@ -488,7 +533,7 @@ static int poll_green(struct pollfd *p, nfds_t n, int64_t timeout_ms)
         int64_t ms = timeout_ms >= 0 ? ms_left(at) : -1;
         if (ms == 0)
             break;
-        int err = gh__io_wait_many(fds, evs, n, ms);
+        int err = STAYING(int, gh__io_wait_many(fds, evs, n, ms));
         if (err == ETIMEDOUT && timeout_ms >= 0 && ms_left(at) == 0 &&
             (r = GH_REAL(poll)(p, n, 0)) >= 0)
             break;   /* poll's own timeout (or the scope's, at the same time) */
@@ -592,7 +637,7 @@ GH_IP int gh__ip_select(int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *
 static int sleep_green(uint64_t ns)
 {
     uint64_t ms = (ns + 999999) / 1000000;
-    return gh_sleep_ms(ms > INT64_MAX ? INT64_MAX : (int64_t)ms);
+    return STAYING(int, gh_sleep_ms(ms > INT64_MAX ? INT64_MAX : (int64_t)ms));
 }
 
 static uint64_t ts_ns(const struct timespec *ts)
@@ -676,5 +721,5 @@ GH_IP int gh__ip_getaddrinfo(const char *node, const char *svc, const struct add
      * this layer passes through); its result is freed by freeaddrinfo. */
     if (!on_greenlet())
         return GH_REAL(getaddrinfo)(node, svc, hints, res);
-    return gh_getaddrinfo(node, svc, hints, res);
+    return STAYING(int, gh_getaddrinfo(node, svc, hints, res));
 }

@@ -143,6 +143,7 @@ gh_greenlet *gh__greenlet_new(struct gh__hub *h, const gh_spawn_opts *o,
     g->result = NULL;
     __atomic_store_n(&g->id, next_id(h), __ATOMIC_RELAXED);  /* monitor.c reads it */
     g->pinned_hub = o && o->pinned ? o->hub : -1;
+    g->stay_hub = -1;
     g->is_main = false;
     g->last_hub = NULL;
     g->dl = (struct gh__dlscope){ 0 };

@@ -279,7 +279,7 @@ __attribute__((noinline, cold)) static void local_share(struct gh__hub *h)
     while (g) {
         gh_greenlet *nx = g->qnext;
         g->qnext = NULL;
-        if (moved < n && g->pinned_hub < 0 && gh__deque_push(&h->dq, g) == 0) {
+        if (moved < n && gh__home_hub(g) < 0 && gh__deque_push(&h->dq, g) == 0) {
             moved++;
         } else {
             if (keep_t)
@@ -314,7 +314,7 @@ static gh_greenlet *deque_take(struct gh__hub *h)
  * path only a full next slot takes. */
 __attribute__((noinline)) static void push_back(struct gh__hub *h, gh_greenlet *g)
 {
-    if (g->pinned_hub >= 0) {
+    if (gh__home_hub(g) >= 0) {   /* on its home hub: callers see to it */
         local_push(h, g);
         return;
     }
@@ -347,8 +347,9 @@ static void share_if_idle(struct gh__hub *h);
 void gh__enqueue(gh_greenlet *g)
 {
     struct gh__hub *h = gh__hub_self();
-    if (g->pinned_hub >= 0 && (!h || h->index != (unsigned)g->pinned_hub)) {
-        struct gh__hub *t = &gh__rt->hubs[g->pinned_hub];
+    int home = gh__home_hub(g);
+    if (home >= 0 && (!h || h->index != (unsigned)home)) {
+        struct gh__hub *t = &gh__rt->hubs[home];
         fifo_push(&t->mailbox, g);
         /* Always, even when t is awake and would find the mail itself.
          * Skipping it then (a may_sleep flag paired with hub_sleep's step-3

@@ -119,6 +119,13 @@ struct gh_greenlet {
     void *result;               /* written before done is set */
     uint64_t id;
     int pinned_hub;             /* -1: may run on any hub */
+    /* -1, or the hub this greenlet must resume on for now: set by the
+     * greenlet itself around a park the interposition layer makes for
+     * unmodified code (io/interpose.c, "Staying"), which may keep
+     * thread-local addresses (&errno) across the call.  Written only by
+     * the greenlet while it runs; read by wakers and its hub's scheduler
+     * after the park published it (the park's release/acquire). */
+    int stay_hub;
     bool is_main;
     int stack_kind;             /* enum gh__stack_kind, see stack.c */
     char name[GH_NAME_MAX];
@@ -409,6 +416,12 @@ void gh__hub_set_self(struct gh__hub *h);
 static inline void gh__hub_set_current(struct gh__hub *h, gh_greenlet *g)
 {
     __atomic_store_n(&h->current, g, __ATOMIC_RELEASE);
+}
+
+/* The hub g must run on now, or -1 (pinned, or staying: see stay_hub). */
+static inline int gh__home_hub(const gh_greenlet *g)
+{
+    return g->pinned_hub >= 0 ? g->pinned_hub : g->stay_hub;
 }
 
 /* hub.c */
