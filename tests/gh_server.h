@@ -188,6 +188,27 @@ static inline int srv_stop(pid_t *pid, int sig, long ms, int *status)
     return r;
 }
 
+/* Waits up to ms for the server *pid to answer (ready(arg) true).  True
+ * if it did.  False if it ended first (its port taken, say: *pid becomes
+ * 0) or did not answer in time (then it is killed); the caller may start
+ * it again on another port. */
+static inline bool srv_wait_up(pid_t *pid, long ms, bool (*ready)(void *), void *arg)
+{
+    uint64_t until = srv_now_ms() + (uint64_t)ms;
+    int st;
+    while (srv_now_ms() < until) {
+        if (ready(arg))
+            return true;
+        if (srv_wait(*pid, 0, &st) == 0) {
+            *pid = 0;
+            return false;
+        }
+        srv_sleep_ms(20);
+    }
+    srv_stop(pid, SIGKILL, 5000, NULL);
+    return false;
+}
+
 /* Copies the file at path to stderr (a server's log, on failure). */
 static inline void srv_print_file(const char *what, const char *path)
 {

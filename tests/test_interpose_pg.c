@@ -108,6 +108,16 @@ static void pg_initdb(void)
     }
 }
 
+/* Both ways in answer: TCP and the unix socket. */
+static bool pg_ready(void *arg)
+{
+    (void)arg;
+    char tcp[512], unx[512];
+    conninfo(tcp, sizeof tcp, true);
+    conninfo(unx, sizeof unx, false);
+    return PQping(tcp) == PQPING_OK && PQping(unx) == PQPING_OK;
+}
+
 /* Makes the cluster and starts postgres on a free port; waits until it
  * accepts connections on both TCP and the unix socket. */
 static void pg_start(void)
@@ -145,21 +155,8 @@ static void pg_start(void)
         };
         srv.pid = srv_spawn(argv, srv.log, srv.dir, &srv.user);
         assert_true(srv.pid > 0);
-        char tcp[512], unx[512];
-        conninfo(tcp, sizeof tcp, true);
-        conninfo(unx, sizeof unx, false);
-        uint64_t until = srv_now_ms() + 30000;
-        int st;
-        while (srv_now_ms() < until) {
-            if (PQping(tcp) == PQPING_OK && PQping(unx) == PQPING_OK)
-                return;
-            if (srv_wait(srv.pid, 0, &st) == 0) {   /* it ended: port taken? */
-                srv.pid = 0;
-                break;
-            }
-            srv_sleep_ms(20);
-        }
-        srv_stop(&srv.pid, SIGKILL, 5000, NULL);
+        if (srv_wait_up(&srv.pid, 30000, pg_ready, NULL))
+            return;
     }
     srv_print_file("postgres log", srv.log);
     fail_msg("postgres did not come up");

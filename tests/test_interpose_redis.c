@@ -61,6 +61,12 @@ static bool redis_ping(int port)
     return ok;
 }
 
+static bool redis_ready(void *arg)
+{
+    (void)arg;
+    return redis_ping(srv.port);
+}
+
 /* Starts redis-server on a free loopback port and waits until it answers
  * PING.  A port taken meanwhile ends the server at once: another port is
  * tried then. */
@@ -88,18 +94,8 @@ static void redis_start(void)
         };
         srv.pid = srv_spawn(argv, srv.log, srv.dir, NULL);
         assert_true(srv.pid > 0);
-        uint64_t until = srv_now_ms() + 20000;
-        int st;
-        while (srv_now_ms() < until) {
-            if (redis_ping(srv.port))
-                return;
-            if (srv_wait(srv.pid, 0, &st) == 0) {   /* it ended: port taken? */
-                srv.pid = 0;
-                break;
-            }
-            srv_sleep_ms(20);
-        }
-        srv_stop(&srv.pid, SIGKILL, 5000, NULL);
+        if (srv_wait_up(&srv.pid, 20000, redis_ready, NULL))
+            return;
     }
     srv_print_file("redis log", srv.log);
     fail_msg("redis-server did not come up");
