@@ -155,7 +155,7 @@ void gh__hub_set_self(struct gh__hub *h)
 /* Not const (unlike __errno_location): see "errno" in runtime.h. */
 __attribute__((noinline, noipa)) int *gh_errno_location(void)
 {
-    return &errno;
+    return __errno_location();
 }
 
 void gh__die(const char *fn, const char *fmt, ...)

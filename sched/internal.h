@@ -15,6 +15,18 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
+#include <errno.h>
+
+/* errno in library code: glibc declares __errno_location const, so the
+ * compiler may compute &errno once per function and keep it across a
+ * call that switches greenlets; a greenlet that resumed on another hub
+ * would then read and write the old thread's errno (another greenlet's).
+ * TSan caught budget_yield doing so (save errno, yield, restore).  Every
+ * errno access here goes through gh_errno_location() instead (noinline,
+ * not const: see "errno" in runtime.h).  hub.c defines that function
+ * with libc's __errno_location. */
+#undef errno
+#define errno (*gh_errno_location())
 
 #define GH_CACHELINE 64
 #define GH_NAME_MAX 32

@@ -100,7 +100,7 @@ static int hub_init(struct gh__hub *h)
     h->tid = (int)gettid();   /* before the start handshake: the monitor reads them */
     if (pthread_getcpuclockid(pthread_self(), &h->cpuclock) != 0)
         h->cpuclock = CLOCK_THREAD_CPUTIME_ID;   /* the monitor's own: harmless */
-    h->errno_loc = &errno;
+    h->errno_loc = __errno_location();   /* this hub thread's */
     if (h->core >= 0 && gh__topology_pin_self(h->core) != 0)
         h->core = -1;
     sched_ctx_init(h);
