@@ -166,6 +166,7 @@ void gh__die(const char *fn, const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
+    gh__monitor_on_death();
     abort();
 }
 

@@ -550,6 +550,8 @@ void gh__monitor_start(struct gh__runtime *rt);
 void gh__monitor_stop(struct gh__runtime *rt);
 /* A hub back from a sleep: wakes the monitor if it waits long. */
 void gh__monitor_kick(struct gh__runtime *rt);
+/* Removes the published segment; signal-safe, for paths that abort(). */
+void gh__monitor_on_death(void);
 void gh__overflow_handler_install(void);
 void gh__overflow_handler_remove(void);
 

@@ -131,6 +131,11 @@ static uint64_t clock_ns(clockid_t c)
 
 /* ---- the segment ----------------------------------------------------------- */
 
+/* The segment's name for a process about to die (gh__monitor_on_death):
+ * written before seg_live is set, read only after winning the exchange. */
+static char dying_name[32];
+static atomic_bool seg_live;
+
 static void seg_open(struct gh__monitor *m)
 {
     snprintf(m->seg_name, sizeof m->seg_name, GH_SHM_PREFIX "%d", (int)getpid());
@@ -153,12 +158,26 @@ static void seg_open(struct gh__monitor *m)
         return;
     }
     m->seg = p;
+    memcpy(dying_name, m->seg_name, sizeof dying_name);
+    atomic_store(&seg_live, true);
+}
+
+/* A process that aborts (stack overflow, gh__die) takes its segment with
+ * it, so /dev/shm is not littered and a later process given the same pid
+ * finds the name free.  Signal-safe: shm_unlink is unlink(2) on a name
+ * built on the stack.  SIGKILL cannot be caught; schedtop's listing removes
+ * what such processes leave. */
+void gh__monitor_on_death(void)
+{
+    if (atomic_exchange(&seg_live, false))
+        shm_unlink(dying_name);
 }
 
 static void seg_close(struct gh__monitor *m)
 {
     if (!m->seg)
         return;
+    atomic_store(&seg_live, false);
     shm_unlink(m->seg_name);
     munmap(m->seg, m->seg_size);
     m->seg = NULL;

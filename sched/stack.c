@@ -452,6 +452,7 @@ void gh__stack_check_canary(const gh_greenlet *g)
     if (diff) {
         fprintf(stderr, "greenhub: greenlet '%s' (#%llu) overflowed its %zu KiB stack\n",
                 gh_name(g), (unsigned long long)g->id, g->ctx.stack_size / 1024);
+        gh__monitor_on_death();
         abort();
     }
 }
@@ -597,6 +598,7 @@ static void on_segv(int sig, siginfo_t *si, void *uctx)
         p = stpcpy(p, s4);
         ssize_t w = write(STDERR_FILENO, buf, (size_t)(p - buf));
         (void)w;
+        gh__monitor_on_death();
         abort();
     }
     /* Not ours: hand the fault to whoever handled it before us. */

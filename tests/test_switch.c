@@ -3,7 +3,10 @@
  * by name in every guard mode. */
 #include "gh_test.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -219,7 +222,8 @@ static void *overflow_main(void *arg)
 }
 
 /* Runs the overflow in a child with GREENHUB_GUARD=mode; checks it died of
- * SIGABRT after printing the message. */
+ * SIGABRT after printing the message, and took its schedtop segment with
+ * it (a later process given its pid must find the name free). */
 static void overflow_death(const char *mode)
 {
     int fds[2];
@@ -249,6 +253,14 @@ static void overflow_death(const char *mode)
     if (!strstr(buf, "greenhub: greenlet 'deep-diver' (#") ||
         !strstr(buf, ") overflowed its 64 KiB stack"))
         fail_msg("mode %s: message missing; stderr:\n%s", mode, buf);
+    char seg[64];
+    snprintf(seg, sizeof seg, "/greenhub.%d", (int)pid);
+    int fd = shm_open(seg, O_RDONLY, 0);
+    if (fd >= 0) {
+        shm_unlink(seg);
+        fail_msg("mode %s: the dead child's segment %s was left behind", mode, seg);
+    }
+    assert_int_equal(errno, ENOENT);
 }
 
 static void test_overflow_madvise(void **state) { (void)state; overflow_death("madvise"); }
