@@ -144,6 +144,11 @@ enum { PAIRS = 8, SLEEPERS = 200 };
 static void *main_fn(void *arg)
 {
     long seconds = (long)(intptr_t)arg;
+    /* A first wait (a poll) for each signal catches it from here on, so a
+     * SIGTERM sent once the line below is out stops the demo cleanly even
+     * before the signal greenlets first run. */
+    if (gh_signal_wait(SIGINT, 0) == 0 || gh_signal_wait(SIGTERM, 0) == 0)
+        atomic_store(&stopping, 1);
     printf("schedtop demo: pid %d, %u hubs; watch it with:  schedtop %d\n",
            (int)getpid(), gh_hub_count(), (int)getpid());
     fflush(stdout);

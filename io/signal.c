@@ -2,7 +2,8 @@
  *
  * The first wait for a signal, while a runtime runs, starts one uv_signal
  * handle for it on hub 0's loop (a hub call), and the handle then stays
- * until the runtime stops.  Waiters (greenlets, or plain threads) queue on
+ * until the runtime stops; until hub 0 has started it, a plain handler the
+ * first waiter installs catches the signal for it (early_catch).  Waiters (greenlets, or plain threads) queue on
  * the signal's slot; the handle's callback wakes them all, or, when nobody
  * waits, marks the signal pending for the next wait (one mark, however
  * many arrive: a pending standard signal in POSIX does the same); so does
@@ -25,6 +26,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 enum { IDLE = 0, STARTING, WATCHING };
 
@@ -39,20 +41,38 @@ struct sigslot {
 
 static struct sigslot slots[NSIG];
 
+/* Between the first wait and hub 0 starting the handle, a signal is
+ * caught by this handler (installed by the first waiter) and handed to
+ * the handle's first run: "from the first wait on" holds from the moment
+ * the wait is called, not from whenever hub 0 gets to it (a hub running a
+ * greenlet that does not yield may take long). */
+static atomic_bool early[NSIG];
+
+static void early_catch(int signum)
+{
+    atomic_store(&early[signum], true);
+}
+
 struct start_req {
     struct gh__hubcall call;
     int signum;
 };
+
+/* Lock held: signum came. */
+static void deliver(struct sigslot *s)
+{
+    /* Nobody took it (no waiter, or every one already on its way out by
+     * a timeout or a kill): it stays pending for the next wait. */
+    if (gh__waiters_claim(&s->waiters, SIZE_MAX, GH_WAKE_EVENT, NULL, NULL) == 0)
+        s->pending = true;
+}
 
 static void on_signal(uv_signal_t *hd, int signum)
 {
     struct sigslot *s = &slots[signum];
     (void)hd;
     gh__spin_lock(&s->lock);
-    /* Nobody took it (no waiter, or every one already on its way out by
-     * a timeout or a kill): it stays pending for the next wait. */
-    if (gh__waiters_claim(&s->waiters, SIZE_MAX, GH_WAKE_EVENT, NULL, NULL) == 0)
-        s->pending = true;
+    deliver(s);
     gh__spin_unlock(&s->lock);
 }
 
@@ -60,13 +80,16 @@ static void start_call(struct gh__hub *h, struct gh__hubcall *call)
 {
     struct start_req *r = (struct start_req *)call;
     struct sigslot *s = &slots[r->signum];
-    sigaction(r->signum, NULL, &s->orig);
     uv_signal_init(&h->loop, &s->handle);   /* cannot fail on Linux */
-    int err = uv_signal_start(&s->handle, on_signal, r->signum);
+    int err = uv_signal_start(&s->handle, on_signal, r->signum);   /* replaces early_catch */
+    if (err)
+        sigaction(r->signum, &s->orig, NULL);
     gh__spin_lock(&s->lock);
     s->state = err ? IDLE : WATCHING;
     if (err)   /* (signum was checked: not expected) */
         gh__waiters_wake_all(&s->waiters, GH_WAKE_CLOSED);
+    else if (atomic_exchange(&early[r->signum], false))
+        deliver(s);
     gh__spin_unlock(&s->lock);
     if (err)
         uv_close((uv_handle_t *)&s->handle, NULL);
@@ -85,7 +108,15 @@ static int ensure_watched(struct gh__runtime *rt, int signum)
         return ENOMEM;
     r->call.fn = start_call;
     r->signum = signum;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = early_catch;
+    sa.sa_flags = SA_RESTART;
+    sigfillset(&sa.sa_mask);
+    atomic_store(&early[signum], false);
+    sigaction(signum, &sa, &s->orig);   /* the program's, put back at stop */
     if (!gh__hub_call(&rt->hubs[0], &r->call)) {
+        sigaction(signum, &s->orig, NULL);
         free(r);
         return ESRCH;
     }

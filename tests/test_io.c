@@ -927,6 +927,55 @@ static void test_signal_during_a_timing_out_wait_is_not_lost(void **state)
     gh_test_run(2, signals_race_main, NULL);
 }
 
+/* "From the first wait on, greenhub catches it" holds from the call, not
+ * from when hub 0 gets round to starting the handle: here hub 0 is held
+ * by a greenlet that never yields while the first wait (a poll) is made on
+ * hub 1 and the signal sent.  SIGALRM's default action would end the
+ * test process. */
+static _Atomic int hub0_held, hub0_free;
+
+static void *hold_hub0(void *arg)
+{
+    (void)arg;
+    atomic_store(&hub0_held, 1);
+    while (!atomic_load(&hub0_free))
+        ;   /* no yield: hub 0 serves no request meanwhile */
+    return NULL;
+}
+
+static void *first_wait_on_hub1(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&hub0_held))
+        gh_yield();
+    assert_int_equal(gh_signal_wait(SIGALRM, 0), ETIMEDOUT);
+    kill(getpid(), SIGALRM);
+    atomic_store(&hub0_free, 1);
+    assert_int_equal(gh_signal_wait(SIGALRM, 5000), 0);   /* it was kept */
+    assert_int_equal(gh_signal_wait(SIGALRM, 0), ETIMEDOUT);   /* once */
+    return NULL;
+}
+
+static void *first_wait_main(void *arg)
+{
+    (void)arg;
+    gh_spawn_opts on0 = { .hub = 0, .pinned = 1 }, on1 = { .hub = 1, .pinned = 1 };
+    gh_greenlet *h = gh_spawn_with(&on0, hold_hub0, NULL);
+    gh_greenlet *w = gh_spawn_with(&on1, first_wait_on_hub1, NULL);
+    assert_int_equal(gh_join(w, NULL), 0);
+    assert_int_equal(gh_join(h, NULL), 0);
+    return NULL;
+}
+
+static void test_signal_caught_from_the_first_wait_on(void **state)
+{
+    (void)state;
+    gh_test_run(2, first_wait_main, NULL);
+    struct sigaction sa;
+    sigaction(SIGALRM, NULL, &sa);
+    assert_ptr_equal(sa.sa_handler, SIG_DFL);   /* put back at stop */
+}
+
 static void test_signal_wait_wakes_every_waiter_times_out_and_cancels(void **state)
 {
     (void)state;
@@ -1649,6 +1698,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_getaddrinfo_resolves_and_fails_cleanly),
     cmocka_unit_test(test_signal_wait_wakes_every_waiter_times_out_and_cancels),
     cmocka_unit_test(test_signal_between_waits_is_kept_and_disposition_restored),
+    cmocka_unit_test(test_signal_caught_from_the_first_wait_on),
     cmocka_unit_test(test_signal_during_a_timing_out_wait_is_not_lost),
     cmocka_unit_test(test_process_cat_through_pipes_wait_timeout_and_kill),
     cmocka_unit_test(test_listener_out_of_fds_keeps_serving_without_spinning),
