@@ -27,7 +27,8 @@ int __poll_chk(struct pollfd *p, nfds_t n, int ms, size_t plen);
 int __ppoll_chk(struct pollfd *p, nfds_t n, const struct timespec *ts,
                 const sigset_t *m, size_t plen);
 
-/* Every function of the list but the variadic two, passed on as is. */
+/* Every function of the list but the three written out below, passed on
+ * as is. */
 #define GH_HOOK_DEF(ret, name, params, args) \
     GH_HOOK ret name params { return gh__ip_##name args; }
 GH_REAL_LIST_PLAIN(GH_HOOK_DEF)
@@ -51,6 +52,11 @@ GH_HOOK int ioctl(int fd, unsigned long req, ...)
     void *arg = va_arg(ap, void *);
     va_end(ap);
     return gh__ip_ioctl(fd, req, arg);
+}
+
+GH_HOOK void closefrom(int low)
+{
+    gh__ip_closefrom(low);
 }
 
 GH_HOOK ssize_t pread64(int fd, void *buf, size_t n, off_t off) __attribute__((alias("pread")));

@@ -26,11 +26,12 @@
  * call with ETIMEDOUT and gh_kill with ECANCELED, also poll, select and
  * the sleeps (not EINTR: a caller that retries on EINTR would spin).
  *
- * Not yet covered (see io/README.md): signal handlers running on a
- * greenlet's thread (a handler's write on a managed blocking fd would park
- * inside the handler), epoll_wait, the gethostbyname family, a descriptor
- * closed inside libc without close() (fclose, pclose) while a hub watches
- * its number. */
+ * Descriptors closed inside libc (fclose, pclose, close_range, closefrom)
+ * retire the hubs' watches first; fdopen hands a managed descriptor back
+ * blocking (its stream's calls are libc's own).  Not yet covered (see
+ * io/README.md): signal handlers running on a greenlet's thread (a
+ * handler's write on a managed blocking fd would park inside the
+ * handler), epoll_wait, the gethostbyname family, recvmmsg/sendmmsg. */
 #include "io_internal.h"
 #include "real.h"
 
@@ -41,6 +42,7 @@
 #include <netdb.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -156,6 +158,12 @@ static void track(int fd, bool nonblock)
                              gh__fdstate_get(fd) : NULL;
     if (!st)
         return;   /* beyond the table, no memory, or greenhub's own */
+    /* Hubs still watching the number: its last file was closed where the
+     * layer could not see it (a raw system call, libc inside), and their
+     * watches describe that file, not this one (a wait on this one would
+     * never be woken: libuv believes it registered already). */
+    if (gh__fd_hubmask(st))
+        gh__close_with(fd, NULL, NULL);
     atomic_store_explicit(&st->user_nb, nonblock, memory_order_relaxed);
     atomic_store_explicit(&st->nb, nonblock, memory_order_relaxed);
     atomic_store_explicit(&st->rcv_ms, 0, memory_order_relaxed);
@@ -355,6 +363,122 @@ GH_IP int gh__ip_close(int fd)
      * hub watches it costs a lock and the close.  Not in a forked child:
      * there are no hubs to retire anything. */
     return forked_child ? GH_REAL(close)(fd) : STAYING(int, gh_close(fd));
+}
+
+/* ---- descriptors closed inside libc ------------------------------------------------
+ * fclose and pclose close their descriptor with libc's internal close,
+ * which no hook sees; close_range and closefrom close many at once.  Each
+ * first retires what the hubs watch on the numbers (as gh_close does),
+ * so a descriptor that gets one of them next is watched afresh. */
+
+static int fclose_closer(int fd, void *f)
+{
+    (void)fd;
+    return GH_REAL(fclose)(f);
+}
+
+GH_IP int gh__ip_fclose(FILE *f)
+{
+    int fd = f && !forked_child ? fileno(f) : -1;   /* -1 too for memory streams */
+    return fd >= 0 ? STAYING(int, gh__close_with(fd, fclose_closer, f)) : GH_REAL(fclose)(f);
+}
+
+/* pclose waits for the command to end: on a greenlet, on the thread pool
+ * (the greenlet parks, its hub runs on). */
+struct pclose_call {
+    FILE *f;
+    int r, err;
+};
+
+static void *pclose_run(void *arg)
+{
+    struct pclose_call *c = arg;
+    c->r = GH_REAL(pclose)(c->f);
+    c->err = errno;
+    return NULL;
+}
+
+static int pclose_closer(int fd, void *f)
+{
+    (void)fd;
+    struct pclose_call c = { f, -1, 0 };
+    int err = on_greenlet() ? gh_blocking(pclose_run, &c, NULL) : (pclose_run(&c), 0);
+    if (err) {   /* no pool: here, blocking the hub, rather than not at all */
+        pclose_run(&c);
+    }
+    errno = c.err;
+    return c.r;
+}
+
+GH_IP int gh__ip_pclose(FILE *f)
+{
+    int fd = f && !forked_child ? fileno(f) : -1;
+    return fd >= 0 ? STAYING(int, gh__close_with(fd, pclose_closer, f)) : GH_REAL(pclose)(f);
+}
+
+/* Retires the watches on [first, last] that hubs or plain threads have. */
+static void retire_range(unsigned first, unsigned last)
+{
+    if (last >= GH_FD_MAX)
+        last = GH_FD_MAX - 1;
+    for (unsigned fd = first; fd <= last && fd >= first; fd++) {
+        struct gh__fdstate *c = atomic_load_explicit(&gh__fd_chunks[fd / GH__FD_CHUNK],
+                                                     memory_order_acquire);
+        if (!c) {   /* a whole chunk no descriptor ever used */
+            fd |= GH__FD_CHUNK - 1;
+            continue;
+        }
+        struct gh__fdstate *st = &c[fd % GH__FD_CHUNK];
+        if (gh__fd_hubmask(st) || st->twaiters ||
+            atomic_load_explicit(&st->managed, memory_order_relaxed))
+            gh__close_with((int)fd, NULL, NULL);
+    }
+}
+
+GH_IP int gh__ip_close_range(unsigned first, unsigned last, int fl)
+{
+    if (!(fl & CLOSE_RANGE_CLOEXEC) && !forked_child && first <= last)
+        STAYING(int, (retire_range(first, last), 0));
+    return GH_REAL(close_range)(first, last, fl);
+}
+
+GH_IP void gh__ip_closefrom(int low)
+{
+    if (low >= 0 && !forked_child)
+        STAYING(int, (retire_range((unsigned)low, ~0u), 0));
+    GH_REAL(closefrom)(low);
+}
+
+/* fdopen: the stream's reads and writes are libc's internal ones, which no
+ * hook sees, so the descriptor must really be what the caller believes.
+ * A managed one the caller left blocking is handed back to the kernel
+ * blocking and no longer managed: its stream then blocks the thread it
+ * runs on (the hub, on a greenlet: the blocking detector will name it), as
+ * it would without the layer, rather than fail with EAGAIN. */
+static void unmanage(int fd)
+{
+    struct gh__fdstate *st = managed_fd(fd);
+    if (!st || atomic_load_explicit(&st->user_nb, memory_order_relaxed))
+        return;
+    gh__spin_lock(&st->lock);
+    bool nb = atomic_load_explicit(&st->nb, memory_order_relaxed);
+    atomic_store_explicit(&st->managed, 0, memory_order_relaxed);
+    atomic_store_explicit(&st->nb, 0, memory_order_relaxed);
+    gh__spin_unlock(&st->lock);
+    int fl;
+    if (nb && (fl = GH_REAL(fcntl)(fd, F_GETFL)) >= 0)
+        GH_REAL(fcntl)(fd, F_SETFL, fl & ~O_NONBLOCK);
+}
+
+GH_IP FILE *gh__ip_fdopen(int fd, const char *mode)
+{
+    int e = errno;
+    FILE *f = GH_REAL(fdopen)(fd, mode);
+    if (f) {
+        unmanage(fd);
+        errno = e;
+    }
+    return f;
 }
 
 GH_IP int gh__ip_shutdown(int fd, int how)

@@ -81,6 +81,13 @@ static inline struct gh__fdstate *gh__fdstate_get(int fd)
 }
 /* The current runtime run (bumped by gh__io_runtime_start). */
 uint32_t gh__io_epoch(void);
+/* The hubs that may watch fd in this run (0 if none, or only in an
+ * earlier run).  A relaxed read: exact under st->lock. */
+static inline uint64_t gh__fd_hubmask(struct gh__fdstate *st)
+{
+    return gh__rt && atomic_load_explicit(&st->epoch, memory_order_relaxed) == gh__io_epoch() ?
+           atomic_load_explicit(&st->hubmask, memory_order_relaxed) : 0;
+}
 /* Records that hub `hub` will watch fd.  Returns 0, or EAGAIN while a
  * gh_close of fd is in progress. */
 int gh__fd_mark_hub(struct gh__fdstate *st, unsigned hub);
@@ -108,6 +115,9 @@ int gh__io_wait(int fd, int events, int64_t timeout_ms);
  * them.  Returns 0 (ready, or one is a regular file epoll cannot watch:
  * always ready) or an errno.  The interposition layer's poll(). */
 int gh__io_wait_many(const int *fds, const int *events, size_t n, int64_t timeout_ms);
+/* gh_close with `closer` doing the closing (NULL: nothing to close, only
+ * the watches to retire); see poll.c. */
+int gh__close_with(int fd, int (*closer)(int fd, void *arg), void *arg);
 
 /* The green calls with a time limit `at` (absolute CLOCK_MONOTONIC ns, 0:
  * none; sys.c): gh_read... are these with 0.  A wait that runs out of

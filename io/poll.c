@@ -686,16 +686,17 @@ static int retire_everywhere(struct gh__runtime *rt, int fd, uint64_t mask)
     return 0;
 }
 
-int gh_close(int fd)
+/* gh_close's protocol (see "Closing" at the top) with `closer` in step 3:
+ * close(2) itself, or a libc function that closes fd inside libc where
+ * the layer cannot see it (fclose, pclose: interpose.c).  closer NULL:
+ * retire only, for a number whose file was already closed behind the
+ * layer's back.  Returns closer's result (0 for NULL), negative for a
+ * failure with errno set (pclose's positive status is a success). */
+int gh__close_with(int fd, int (*closer)(int fd, void *arg), void *arg)
 {
     struct gh__fdstate *st = gh__fdstate_get(fd);
-    if (!st) {
-        if (fd < 0) {
-            errno = EBADF;
-            return -1;
-        }
-        return GH_REAL(close)(fd);   /* beyond the table: never waited on here */
-    }
+    if (!st)
+        return closer ? closer(fd, arg) : 0;   /* beyond the table: never waited on */
     struct gh__runtime *rt = gh__rt;
     gh__spin_lock(&st->lock);
     if (atomic_load_explicit(&st->closing, memory_order_relaxed)) {
@@ -713,27 +714,40 @@ int gh_close(int fd)
     atomic_store_explicit(&st->user_nb, 0, memory_order_relaxed);
     atomic_store_explicit(&st->rcv_ms, 0, memory_order_relaxed);
     atomic_store_explicit(&st->snd_ms, 0, memory_order_relaxed);
-    uint64_t mask = 0;
-    if (rt && atomic_load_explicit(&st->epoch, memory_order_relaxed) == gh__io_epoch())
-        mask = atomic_load_explicit(&st->hubmask, memory_order_relaxed);
+    uint64_t mask = gh__fd_hubmask(st);
     gh__spin_unlock(&st->lock);
 
     int err = mask ? retire_everywhere(rt, fd, mask) : 0;
     int r = -1;
     if (!err) {
-        r = GH_REAL(close)(fd);
+        r = closer ? closer(fd, arg) : 0;
         err = r < 0 ? errno : 0;
     }
     gh__spin_lock(&st->lock);
-    if (r == 0 || err != ENOMEM)
+    if (r >= 0 || err != ENOMEM)
         atomic_store_explicit(&st->hubmask, 0, memory_order_relaxed);
     atomic_store_explicit(&st->closing, false, memory_order_release);
     gh__spin_unlock(&st->lock);
-    if (r == 0)
+    if (r >= 0 && closer)
         gh__fd_freed_notify();
-    else
+    else if (r < 0)
         errno = err;   /* on success errno is left alone, as close(2) does */
     return r;
+}
+
+static int real_close(int fd, void *arg)
+{
+    (void)arg;
+    return GH_REAL(close)(fd);
+}
+
+int gh_close(int fd)
+{
+    if (fd < 0) {
+        errno = EBADF;
+        return -1;
+    }
+    return gh__close_with(fd, real_close, NULL);
 }
 
 /* ---- hub start and stop -------------------------------------------------------- */

@@ -144,6 +144,44 @@ static int boot_socketpair(int d, int t, int p, int sv[2])
 }
 static int boot_pipe2(int p[2], int f) { return (int)syscall(SYS_pipe2, p, f); }
 static int boot_pipe(int p[2]) { return boot_pipe2(p, 0); }
+static int boot_close_range(unsigned a, unsigned b, int f)
+{
+    return (int)syscall(SYS_close_range, a, b, f);
+}
+static void boot_closefrom(int low)
+{
+    syscall(SYS_close_range, (unsigned)low, ~0u, 0);
+}
+/* The stdio functions have no system call to fall back on.  Called before
+ * the table is filled (a constructor that runs before libgreenhub's), they
+ * fill it; only while it is being filled (dlopen itself, which uses no
+ * stdio) would they fail. */
+static bool boot_fill(void)
+{
+    gh__real_init();
+    return gh__real_ready();
+}
+static int boot_fclose(FILE *f)
+{
+    if (boot_fill())
+        return GH_REAL(fclose)(f);
+    errno = ENOSYS;
+    return EOF;
+}
+static int boot_pclose(FILE *f)
+{
+    if (boot_fill())
+        return GH_REAL(pclose)(f);
+    errno = ENOSYS;
+    return -1;
+}
+static FILE *boot_fdopen(int fd, const char *mode)
+{
+    if (boot_fill())
+        return GH_REAL(fdopen)(fd, mode);
+    errno = ENOSYS;
+    return NULL;
+}
 
 struct gh__real_table gh__real = {
 #define GH_REAL_BOOT(ret, name, params, args) .name = boot_##name,

@@ -22,6 +22,7 @@
 #include <poll.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -29,12 +30,14 @@
 #include <time.h>
 
 /* X(return type, name, parameter list, argument list): every function the
- * layer intercepts (the variadic two, fcntl and ioctl, in
+ * layer intercepts (those whose hooks io/hooks.c writes out by hand, the
+ * variadic fcntl and ioctl and the void closefrom, in
  * GH_REAL_LIST_VARIADIC).  The order is the table's; nothing depends on it. */
 #define GH_REAL_LIST(X) GH_REAL_LIST_PLAIN(X) GH_REAL_LIST_VARIADIC(X)
 #define GH_REAL_LIST_VARIADIC(X)                                                \
     X(int, fcntl, (int fd, int cmd, ...), (fd, cmd, arg))                       \
-    X(int, ioctl, (int fd, unsigned long req, ...), (fd, req, arg))
+    X(int, ioctl, (int fd, unsigned long req, ...), (fd, req, arg))             \
+    X(void, closefrom, (int low), (low))   /* void: its hook is written out too */
 #define GH_REAL_LIST_PLAIN(X)                                                   \
     X(ssize_t, read, (int fd, void *buf, size_t n), (fd, buf, n))               \
     X(ssize_t, write, (int fd, const void *buf, size_t n), (fd, buf, n))        \
@@ -76,7 +79,11 @@
     X(int, socket, (int dom, int type, int proto), (dom, type, proto))          \
     X(int, socketpair, (int dom, int type, int proto, int sv[2]), (dom, type, proto, sv)) \
     X(int, pipe, (int p[2]), (p))                                               \
-    X(int, pipe2, (int p[2], int fl), (p, fl))
+    X(int, pipe2, (int p[2], int fl), (p, fl))                                  \
+    X(int, close_range, (unsigned first, unsigned last, int fl), (first, last, fl)) \
+    X(int, fclose, (FILE *f), (f))                                              \
+    X(int, pclose, (FILE *f), (f))                                              \
+    X(FILE *, fdopen, (int fd, const char *mode), (fd, mode))
 
 /* The function types: gh__real_read_fn, ... */
 #define GH_REAL_TYPE(ret, name, params, args) typedef ret (*gh__real_##name##_fn) params;
