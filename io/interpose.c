@@ -28,10 +28,9 @@
  *
  * Descriptors closed inside libc (fclose, pclose, close_range, closefrom)
  * retire the hubs' watches first; fdopen hands a managed descriptor back
- * blocking (its stream's calls are libc's own).  Not yet covered (see
- * io/README.md): signal handlers running on a greenlet's thread (a
- * handler's write on a managed blocking fd would park inside the
- * handler), epoll_wait, the gethostbyname family, recvmmsg/sendmmsg. */
+ * blocking (its stream's calls are libc's own).  Signal handlers run with
+ * the layer bypassed (interpose_signal.c).  Not yet covered (see
+ * io/README.md): epoll_wait, the gethostbyname family, recvmmsg/sendmmsg. */
 #include "io_internal.h"
 #include "real.h"
 
@@ -53,7 +52,7 @@
 /* ---- the layer's switch -------------------------------------------------------- */
 
 static _Atomic bool loaded;
-__thread int gh__ip_bypass;
+__thread int gh__ip_bypass __attribute__((tls_model("initial-exec")));
 
 /* Set in the child of a fork(): the runtime's hub threads were not copied,
  * so nothing can park there and every call is libc's, even on the thread

@@ -175,6 +175,22 @@ static int boot_pclose(FILE *f)
     errno = ENOSYS;
     return -1;
 }
+#ifndef __SANITIZE_THREAD__   /* see GH_REAL_LIST_SIGNALS */
+static int boot_sigaction(int sig, const struct sigaction *a, struct sigaction *o)
+{
+    if (boot_fill())
+        return GH_REAL(sigaction)(sig, a, o);
+    errno = ENOSYS;
+    return -1;
+}
+static sighandler_t boot_signal(int sig, sighandler_t h)
+{
+    if (boot_fill())
+        return GH_REAL(signal)(sig, h);
+    errno = ENOSYS;
+    return SIG_ERR;
+}
+#endif
 static FILE *boot_fdopen(int fd, const char *mode)
 {
     if (boot_fill())

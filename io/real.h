@@ -20,6 +20,7 @@
 
 #include <netdb.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -83,7 +84,21 @@
     X(int, close_range, (unsigned first, unsigned last, int fl), (first, last, fl)) \
     X(int, fclose, (FILE *f), (f))                                              \
     X(int, pclose, (FILE *f), (f))                                              \
-    X(FILE *, fdopen, (int fd, const char *mode), (fd, mode))
+    X(FILE *, fdopen, (int fd, const char *mode), (fd, mode))                   \
+    GH_REAL_LIST_SIGNALS(X)
+
+/* sigaction and signal (io/interpose_signal.c), except under
+ * ThreadSanitizer: its runtime calls sigaction while it initialises,
+ * before anything instrumented may run, and it runs the program's
+ * handlers from its own code anyway, where no wrapper of ours can be. */
+#ifdef __SANITIZE_THREAD__
+#define GH_REAL_LIST_SIGNALS(X)
+#else
+#define GH_REAL_LIST_SIGNALS(X)                                                 \
+    X(int, sigaction, (int sig, const struct sigaction *act, struct sigaction *old), \
+      (sig, act, old))                                                          \
+    X(sighandler_t, signal, (int sig, sighandler_t h), (sig, h))
+#endif
 
 /* The function types: gh__real_read_fn, ... */
 #define GH_REAL_TYPE(ret, name, params, args) typedef ret (*gh__real_##name##_fn) params;
@@ -118,7 +133,7 @@ __attribute__((visibility("default"))) void gh__ip_loaded(void);
  * with ioctl(FIONBIO), which the layer would otherwise take for the
  * caller's wish.  The hooks then pass everything through.  Never held
  * across a switch (a greenlet may resume on another thread). */
-extern __thread int gh__ip_bypass;
+extern __thread int gh__ip_bypass __attribute__((tls_model("initial-exec")));
 #define GH_IP_BYPASS(stmt) \
     do { gh__ip_bypass++; stmt; gh__ip_bypass--; } while (0)
 

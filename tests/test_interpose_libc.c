@@ -3,6 +3,8 @@
  * (fclose, pclose, close_range, a raw close(2)) while a hub watches their
  * number, and streams made with fdopen, whose reads are libc's own.
  *
+ * And signal handlers: what they call is libc's, never a green call.
+ *
  * The closing cases share one shape: a green read leaves the hub watching
  * fd N (the watch stays armed after its waiter woke, see io/poll.c); N is
  * closed some way; a new descriptor gets N; a green wait on it must see
@@ -15,6 +17,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -337,6 +340,105 @@ static void test_fdopen_keeps_callers_nonblocking(void **state)
     gh_test_run(1, fdopen_nb_main, NULL);
 }
 
+/* ---- signal handlers ------------------------------------------------------------- */
+
+/* What a handler's read of a managed socket (blocking for the caller,
+ * non-blocking underneath, no data) returned. */
+static int h_fd = -1;
+static volatile sig_atomic_t h_runs;
+static ssize_t h_r;
+static int h_errno;
+
+/* Under ThreadSanitizer the layer does not wrap handlers (TSan runs them
+ * from its own code, see io/real.h): the read is left out there, the rest
+ * of the case still runs. */
+#ifdef __SANITIZE_THREAD__
+enum { HANDLER_READS = 0 };
+#else
+enum { HANDLER_READS = 1 };
+#endif
+
+static void handler_reads(int sig)
+{
+    (void)sig;
+    int e = errno;
+    char c;
+    if (HANDLER_READS) {
+        h_r = read(h_fd, &c, 1);
+        h_errno = errno;
+    }
+    h_runs++;
+    errno = e;
+}
+
+static void info_handler_reads(int sig, siginfo_t *si, void *uc)
+{
+    (void)si, (void)uc;
+    handler_reads(sig);
+}
+
+/* Raises SIGUSR1 on this greenlet (its hub's thread runs the handler at
+ * once) inside a deadline scope: a handler whose read went green would
+ * park the greenlet from inside the handler until the scope ends. */
+static void raise_and_check(void)
+{
+    int before = h_runs;
+    int64_t t = gh_timeout_begin(LIMIT_MS);
+    raise(SIGUSR1);
+    gh_timeout_end(t);
+    assert_int_equal(h_runs, before + 1);
+    if (HANDLER_READS && (h_r != -1 || h_errno != EAGAIN))
+        fail_msg("the handler's read: %zd (%s), not libc's EAGAIN", h_r, strerror(h_errno));
+}
+
+static void *handler_main(void *arg)
+{
+    (void)arg;
+    int sv[2];
+    watch_by_reading(sv);   /* sv[0]: non-blocking underneath, empty */
+    assert_true(kernel_nonblock(sv[0]));
+    h_fd = sv[0];
+
+    struct sigaction a, o;
+    memset(&a, 0, sizeof a);
+    a.sa_handler = handler_reads;
+    assert_int_equal(sigaction(SIGUSR1, &a, &o), 0);
+    assert_ptr_equal(o.sa_handler, SIG_DFL);
+    raise_and_check();
+    /* the program sees its own handler, however asked */
+    assert_int_equal(sigaction(SIGUSR1, NULL, &o), 0);
+    assert_ptr_equal(o.sa_handler, handler_reads);
+    assert_false(o.sa_flags & SA_SIGINFO);
+    assert_ptr_equal(signal(SIGUSR1, handler_reads), handler_reads);
+    raise_and_check();   /* installed by signal() */
+
+    /* SA_SIGINFO, and SA_RESETHAND: the kernel's reset shows */
+    a.sa_flags = SA_SIGINFO | SA_RESETHAND;
+    a.sa_sigaction = info_handler_reads;
+    assert_int_equal(sigaction(SIGUSR1, &a, &o), 0);
+    assert_ptr_equal(o.sa_handler, handler_reads);
+    assert_int_equal(sigaction(SIGUSR1, NULL, &o), 0);
+    assert_true(o.sa_flags & SA_SIGINFO);
+    assert_ptr_equal(o.sa_sigaction, info_handler_reads);
+    raise_and_check();
+    assert_int_equal(sigaction(SIGUSR1, NULL, &o), 0);
+    assert_ptr_equal(o.sa_handler, SIG_DFL);
+
+    /* SIG_IGN and SIG_DFL pass through */
+    assert_ptr_equal(signal(SIGUSR1, SIG_IGN), SIG_DFL);
+    raise(SIGUSR1);
+    assert_ptr_equal(signal(SIGUSR1, SIG_DFL), SIG_IGN);
+    close(sv[0]);
+    close(sv[1]);
+    return NULL;
+}
+
+static void test_signal_handlers_get_libc_calls(void **state)
+{
+    (void)state;
+    gh_test_run(1, handler_main, NULL);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_fclose_retires_the_watch),
     cmocka_unit_test(test_pclose_retires_the_watch_and_parks),
@@ -344,5 +446,6 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_reused_number_retires_a_stale_watch),
     cmocka_unit_test(test_fdopen_stream_blocks_as_believed),
     cmocka_unit_test(test_fdopen_keeps_callers_nonblocking),
+    cmocka_unit_test(test_signal_handlers_get_libc_calls),
 };
 GH_TEST_MAIN(tests)
