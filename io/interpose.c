@@ -29,10 +29,11 @@
  * Descriptors closed inside libc (fclose, pclose, close_range, closefrom)
  * retire the hubs' watches first; fdopen hands a managed descriptor back
  * blocking (its stream's calls are libc's own).  Signal handlers run with
- * the layer bypassed (interpose_signal.c).  Not yet covered (see
- * io/README.md): epoll_wait, the gethostbyname family, recvmmsg/sendmmsg. */
+ * the layer bypassed (interpose_signal.c); name lookups other than
+ * getaddrinfo are in interpose_dns.c.  What is not covered: io/README.md. */
 #include "io_internal.h"
 #include "real.h"
+#include "interpose_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -78,11 +79,12 @@ bool gh_interposed(void)
 
 /* ---- per-fd decisions ------------------------------------------------------------- */
 
-static bool on_greenlet(void)
+bool gh__ip_on_greenlet(void)
 {
     struct gh__hub *h = gh__hub_self();
     return h && h->current && !gh__ip_bypass && !forked_child;
 }
+#define on_greenlet gh__ip_on_greenlet
 
 /* fd's state if the layer made it (and is not bypassed), else NULL. */
 static struct gh__fdstate *managed_fd(int fd)
@@ -92,22 +94,9 @@ static struct gh__fdstate *managed_fd(int fd)
     return st && atomic_load_explicit(&st->managed, memory_order_relaxed) ? st : NULL;
 }
 
-/* ---- staying on the hub ---------------------------------------------------------------
- * Unmodified code may keep a thread-local address across a call the layer
- * parks: hiredis 0.14 computes &errno before poll() and stores ETIMEDOUT
- * through it after (glibc declares __errno_location const, so the
- * compiler may).  Had the greenlet been stolen while parked, that store
- * would land in another greenlet's errno on the old thread (reproduced:
- * 200 redisConnectWithTimeout to a full accept queue on 2 hubs, 11 of 20
- * runs; 0 of 20 with this).  So a green call made by the layer resumes on
- * the hub it started on: the greenlet's stay_hub (sched/internal.h) is set
- * for the call, and wakers and the scheduler treat it as pinned meanwhile
- * (tests/test_interpose_stay.c).  Costs two stores per call; what is lost
- * is only moving such a greenlet to an idle hub while it waits
- * (spawn-time spreading and the gh_* calls are unchanged). */
+/* ---- staying on the hub: see interpose_internal.h ----------------------------------- */
 
-/* Returns the stay in force before (to give stay_end), or -2 off a greenlet. */
-static int stay_begin(void)
+int gh__ip_stay_begin(void)
 {
     struct gh__hub *h = gh__hub_self();
     if (!h || !h->current)
@@ -117,25 +106,13 @@ static int stay_begin(void)
     return old;
 }
 
-static void stay_end(int old)
+void gh__ip_stay_end(int old)
 {
     if (old == -2)
         return;
     struct gh__hub *h = gh__hub_self();   /* the same hub: it stayed */
     h->current->stay_hub = old;
 }
-
-/* Evaluates a green call with the greenlet staying on its hub; errno as
- * the call left it. */
-#define STAYING(type, expr)                 \
-    ({                                      \
-        int stay_ = stay_begin();           \
-        type r_ = (expr);                   \
-        int e_ = errno;                     \
-        stay_end(stay_);                    \
-        errno = e_;                         \
-        r_;                                 \
-    })
 
 /* fd's state if a call on it should take the green path (see the top of
  * the file), else NULL. */
@@ -248,6 +225,20 @@ GH_IP ssize_t gh__ip_sendmsg(int fd, const struct msghdr *m, int fl)
     struct gh__fdstate *st = green_fd(fd);
     return st ? STAYING(ssize_t, gh__green_sendmsg(fd, m, fl, limit_at(&st->snd_ms)))
               : GH_REAL(sendmsg)(fd, m, fl);
+}
+
+GH_IP int gh__ip_recvmmsg(int fd, struct mmsghdr *v, unsigned n, int fl, struct timespec *ts)
+{
+    struct gh__fdstate *st = green_fd(fd);
+    return st ? STAYING(int, gh__green_recvmmsg(fd, v, n, fl, ts, limit_at(&st->rcv_ms)))
+              : GH_REAL(recvmmsg)(fd, v, n, fl, ts);
+}
+
+GH_IP int gh__ip_sendmmsg(int fd, struct mmsghdr *v, unsigned n, int fl)
+{
+    struct gh__fdstate *st = green_fd(fd);
+    return st ? STAYING(int, gh__green_sendmmsg(fd, v, n, fl, limit_at(&st->snd_ms)))
+              : GH_REAL(sendmmsg)(fd, v, n, fl);
 }
 
 /* pread/pwrite: regular files, which never wait for readiness; on a
@@ -629,6 +620,15 @@ static int64_t ms_left(uint64_t at)
     return at > now ? (int64_t)((at - now + 999999) / 1000000) : 0;
 }
 
+/* A timespec timeout in ms, rounded up (never early); NULL: -1, forever. */
+static int64_t ts_ms(const struct timespec *ts)
+{
+    if (!ts)
+        return -1;
+    return ts->tv_sec > INT64_MAX / 1000 - 1 ? INT64_MAX
+           : (int64_t)ts->tv_sec * 1000 + (ts->tv_nsec + 999999) / 1000000;
+}
+
 /* poll on a greenlet: the libc poll without waiting, then a green wait on
  * every fd at once, and again, until one is ready or time runs out. */
 static int poll_green(struct pollfd *p, nfds_t n, int64_t timeout_ms)
@@ -686,11 +686,58 @@ GH_IP int gh__ip_ppoll(struct pollfd *p, nfds_t n, const struct timespec *ts, co
 {
     if (!on_greenlet() || (ts && ts->tv_sec == 0 && ts->tv_nsec == 0))
         return GH_REAL(ppoll)(p, n, ts, m);
-    int64_t ms = -1;
-    if (ts)
-        ms = ts->tv_sec > INT64_MAX / 1000 - 1 ? INT64_MAX
-             : (int64_t)ts->tv_sec * 1000 + (ts->tv_nsec + 999999) / 1000000;
-    return poll_green(p, n, ms);
+    return poll_green(p, n, ts_ms(ts));
+}
+
+/* ---- epoll_wait ------------------------------------------------------------------------ *
+ * An epoll descriptor is itself readable while events are ready, so on a
+ * greenlet the wait is: the call without waiting, then a green wait for
+ * the epoll fd to be readable (the hub's loop watches it: nested epoll),
+ * and again, until events come or time runs out.  Any epoll set will do:
+ * level- or edge-triggered members alike make it readable.  The signal
+ * mask of epoll_pwait is not applied on that path (as for ppoll).  The
+ * hubs' own loops never come here: they run the scheduler, not a
+ * greenlet. */
+static int epoll_green(int ep, struct epoll_event *ev, int max, int64_t timeout_ms)
+{
+    uint64_t at = timeout_ms >= 0 ? gh__deadline_after(timeout_ms) : 0;
+    int r;
+    for (;;) {
+        if ((r = GH_REAL(epoll_wait)(ep, ev, max, 0)) != 0)
+            return r;
+        int64_t ms = timeout_ms >= 0 ? ms_left(at) : -1;
+        if (ms == 0)
+            return 0;
+        int err = STAYING(int, gh__io_wait(ep, GH_READ, ms));
+        if (err == ETIMEDOUT && timeout_ms >= 0 && ms_left(at) == 0)
+            return GH_REAL(epoll_wait)(ep, ev, max, 0);   /* its own timeout */
+        if (err) {
+            errno = err;
+            return -1;
+        }
+    }
+}
+
+GH_IP int gh__ip_epoll_wait(int ep, struct epoll_event *ev, int max, int ms)
+{
+    if (!on_greenlet() || ms == 0)
+        return GH_REAL(epoll_wait)(ep, ev, max, ms);
+    return epoll_green(ep, ev, max, ms < 0 ? -1 : ms);
+}
+
+GH_IP int gh__ip_epoll_pwait(int ep, struct epoll_event *ev, int max, int ms, const sigset_t *m)
+{
+    if (!on_greenlet() || ms == 0)
+        return GH_REAL(epoll_pwait)(ep, ev, max, ms, m);
+    return epoll_green(ep, ev, max, ms < 0 ? -1 : ms);
+}
+
+GH_IP int gh__ip_epoll_pwait2(int ep, struct epoll_event *ev, int max, const struct timespec *ts,
+                              const sigset_t *m)
+{
+    if (!on_greenlet() || (ts && ts->tv_sec == 0 && ts->tv_nsec == 0))
+        return GH_REAL(epoll_pwait2)(ep, ev, max, ts, m);
+    return epoll_green(ep, ev, max, ts_ms(ts));
 }
 
 /* select through poll_green: fd_sets to a pollfd array and back. */

@@ -133,6 +133,9 @@ ssize_t gh__green_sendto(int fd, const void *buf, size_t len, int flags,
                          const struct sockaddr *addr, socklen_t addrlen, uint64_t at);
 ssize_t gh__green_recvmsg(int fd, struct msghdr *msg, int flags, uint64_t at);
 ssize_t gh__green_sendmsg(int fd, const struct msghdr *msg, int flags, uint64_t at);
+int gh__green_recvmmsg(int fd, struct mmsghdr *v, unsigned n, int flags, struct timespec *ts,
+                       uint64_t at);
+int gh__green_sendmmsg(int fd, struct mmsghdr *v, unsigned n, int flags, uint64_t at);
 int gh__green_accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags,
                       uint64_t at);
 int gh__green_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, uint64_t at);

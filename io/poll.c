@@ -59,6 +59,7 @@
 #include "real.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -250,12 +251,20 @@ static int poll_get(struct gh__hub *h, int fd, struct gh__fdpoll **out)
     struct gh__fdpoll *p = calloc(1, sizeof *p);
     if (!p)
         return ENOMEM;
+    /* uv_poll_init sets O_NONBLOCK (ioctl FIONBIO), which a watch does
+     * not need: epoll reports readiness either way.  An fd that was
+     * blocking gets its flag back, or a caller's plain read of it after a
+     * green poll() (stdin, a popen pipe) would fail with EAGAIN.  The
+     * green calls set the flag themselves, before they wait. */
+    int fl = GH_REAL(fcntl)(fd, F_GETFL);
     int err;
     GH_IP_BYPASS(err = -uv_poll_init(&h->loop, &p->handle, fd));   /* ioctl(FIONBIO) */
     if (err) {
         free(p);
         return err;
     }
+    if (fl >= 0 && !(fl & O_NONBLOCK))
+        GH_REAL(fcntl)(fd, F_SETFL, fl);
     p->handle.data = p;
     p->fd = fd;
     p->stream = fd_is_stream(fd);

@@ -152,6 +152,27 @@ static void boot_closefrom(int low)
 {
     syscall(SYS_close_range, (unsigned)low, ~0u, 0);
 }
+static int boot_recvmmsg(int fd, struct mmsghdr *v, unsigned n, int f, struct timespec *ts)
+{
+    return (int)syscall(SYS_recvmmsg, fd, v, n, f, ts);
+}
+static int boot_sendmmsg(int fd, struct mmsghdr *v, unsigned n, int f)
+{
+    return (int)syscall(SYS_sendmmsg, fd, v, n, f);
+}
+static int boot_epoll_pwait(int ep, struct epoll_event *ev, int max, int ms, const sigset_t *m)
+{
+    return (int)syscall(SYS_epoll_pwait, ep, ev, max, ms, m, _NSIG / 8);
+}
+static int boot_epoll_wait(int ep, struct epoll_event *ev, int max, int ms)
+{
+    return boot_epoll_pwait(ep, ev, max, ms, NULL);
+}
+static int boot_epoll_pwait2(int ep, struct epoll_event *ev, int max, const struct timespec *ts,
+                             const sigset_t *m)
+{
+    return (int)syscall(SYS_epoll_pwait2, ep, ev, max, ts, m, _NSIG / 8);
+}
 /* The stdio functions have no system call to fall back on.  Called before
  * the table is filled (a constructor that runs before libgreenhub's), they
  * fill it; only while it is being filled (dlopen itself, which uses no
@@ -191,6 +212,51 @@ static sighandler_t boot_signal(int sig, sighandler_t h)
     return SIG_ERR;
 }
 #endif
+/* The lookups, like the stdio functions, fill the table or fail. */
+static struct hostent *boot_gethostbyname(const char *name)
+{
+    return boot_fill() ? GH_REAL(gethostbyname)(name) : NULL;
+}
+static struct hostent *boot_gethostbyname2(const char *name, int af)
+{
+    return boot_fill() ? GH_REAL(gethostbyname2)(name, af) : NULL;
+}
+static struct hostent *boot_gethostbyaddr(const void *a, socklen_t len, int type)
+{
+    return boot_fill() ? GH_REAL(gethostbyaddr)(a, len, type) : NULL;
+}
+static int boot_gethostbyname_r(const char *name, struct hostent *ret, char *buf, size_t buflen,
+                                struct hostent **res, int *herr)
+{
+    if (boot_fill())
+        return GH_REAL(gethostbyname_r)(name, ret, buf, buflen, res, herr);
+    *res = NULL;
+    return ENOSYS;
+}
+static int boot_gethostbyname2_r(const char *name, int af, struct hostent *ret, char *buf,
+                                 size_t buflen, struct hostent **res, int *herr)
+{
+    if (boot_fill())
+        return GH_REAL(gethostbyname2_r)(name, af, ret, buf, buflen, res, herr);
+    *res = NULL;
+    return ENOSYS;
+}
+static int boot_gethostbyaddr_r(const void *a, socklen_t len, int type, struct hostent *ret,
+                                char *buf, size_t buflen, struct hostent **res, int *herr)
+{
+    if (boot_fill())
+        return GH_REAL(gethostbyaddr_r)(a, len, type, ret, buf, buflen, res, herr);
+    *res = NULL;
+    return ENOSYS;
+}
+static int boot_getnameinfo(const struct sockaddr *sa, socklen_t salen, char *host,
+                            socklen_t hostlen, char *serv, socklen_t servlen, int fl)
+{
+    if (boot_fill())
+        return GH_REAL(getnameinfo)(sa, salen, host, hostlen, serv, servlen, fl);
+    errno = ENOSYS;
+    return EAI_SYSTEM;
+}
 static FILE *boot_fdopen(int fd, const char *mode)
 {
     if (boot_fill())

@@ -24,6 +24,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <sys/epoll.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -85,6 +86,29 @@
     X(int, fclose, (FILE *f), (f))                                              \
     X(int, pclose, (FILE *f), (f))                                              \
     X(FILE *, fdopen, (int fd, const char *mode), (fd, mode))                   \
+    X(int, recvmmsg, (int fd, struct mmsghdr *v, unsigned n, int fl, struct timespec *ts), \
+      (fd, v, n, fl, ts))                                                       \
+    X(int, sendmmsg, (int fd, struct mmsghdr *v, unsigned n, int fl), (fd, v, n, fl)) \
+    X(int, epoll_wait, (int ep, struct epoll_event *ev, int max, int ms), (ep, ev, max, ms)) \
+    X(int, epoll_pwait, (int ep, struct epoll_event *ev, int max, int ms,       \
+                         const sigset_t *m), (ep, ev, max, ms, m))              \
+    X(int, epoll_pwait2, (int ep, struct epoll_event *ev, int max,              \
+                          const struct timespec *ts, const sigset_t *m), (ep, ev, max, ts, m)) \
+    X(struct hostent *, gethostbyname, (const char *name), (name))              \
+    X(struct hostent *, gethostbyname2, (const char *name, int af), (name, af)) \
+    X(struct hostent *, gethostbyaddr, (const void *a, socklen_t len, int type), (a, len, type)) \
+    X(int, gethostbyname_r, (const char *name, struct hostent *ret, char *buf, size_t buflen, \
+                             struct hostent **res, int *herr),                  \
+      (name, ret, buf, buflen, res, herr))                                      \
+    X(int, gethostbyname2_r, (const char *name, int af, struct hostent *ret, char *buf, \
+                              size_t buflen, struct hostent **res, int *herr),  \
+      (name, af, ret, buf, buflen, res, herr))                                  \
+    X(int, gethostbyaddr_r, (const void *a, socklen_t len, int type, struct hostent *ret, \
+                             char *buf, size_t buflen, struct hostent **res, int *herr), \
+      (a, len, type, ret, buf, buflen, res, herr))                              \
+    X(int, getnameinfo, (const struct sockaddr *sa, socklen_t salen, char *host, \
+                         socklen_t hostlen, char *serv, socklen_t servlen, int fl), \
+      (sa, salen, host, hostlen, serv, servlen, fl))                            \
     GH_REAL_LIST_SIGNALS(X)
 
 /* sigaction and signal (io/interpose_signal.c), except under

@@ -251,6 +251,66 @@ ssize_t gh__green_sendmsg(int fd, const struct msghdr *msg, int flags, uint64_t 
     GREEN_CALL(fd, GH_WRITE, flags, at, GH_REAL(sendmsg)(fd, msg, flags | MSG_NOSIGNAL));
 }
 
+/* recvmmsg and sendmmsg as on a blocking socket: all n messages, each
+ * wait green (recvmmsg: fewer once MSG_WAITFORONE has one, or when its
+ * timeout has passed after one came).  Messages already moved are never
+ * lost: a wait or call that fails after some returns their count, as the
+ * kernel does with an error after the first message.  recvmmsg's timeout
+ * with none received fails with EAGAIN here (the kernel would go on
+ * waiting: a known bug of the call).  At most UIO_MAXIOV messages, as the
+ * kernel takes. */
+enum { MMSG_MAX = 1024 };
+
+int gh__green_recvmmsg(int fd, struct mmsghdr *v, unsigned n, int flags, struct timespec *ts,
+                       uint64_t at)
+{
+    if (prepare(fd) < 0)
+        return -1;
+    n = n > MMSG_MAX ? MMSG_MAX : n;
+    uint64_t until = at, ts_at = 0;
+    if (ts) {
+        ts_at = gh__now_ns() + (uint64_t)ts->tv_sec * 1000000000u + (uint64_t)ts->tv_nsec;
+        until = until && until < ts_at ? until : ts_at;
+    }
+    unsigned got = 0;
+    for (;;) {
+        int r = GH_REAL(recvmmsg)(fd, v + got, n - got, flags, NULL);
+        if (r > 0) {
+            got += (unsigned)r;
+            if (got == n || (flags & MSG_WAITFORONE) || (ts && gh__now_ns() >= ts_at))
+                break;
+            continue;
+        }
+        if (r == 0 || !again(fd, GH_READ, flags, until)) {
+            if (r < 0 && !got)
+                return -1;
+            break;
+        }
+    }
+    budget_spend();
+    return (int)got;
+}
+
+int gh__green_sendmmsg(int fd, struct mmsghdr *v, unsigned n, int flags, uint64_t at)
+{
+    if (prepare(fd) < 0)
+        return -1;
+    n = n > MMSG_MAX ? MMSG_MAX : n;
+    unsigned sent = 0;
+    while (sent < n) {
+        int r = GH_REAL(sendmmsg)(fd, v + sent, n - sent, flags | MSG_NOSIGNAL);
+        if (r > 0) {
+            sent += (unsigned)r;
+        } else if (r == 0 || !again(fd, GH_WRITE, flags, at)) {
+            if (r < 0 && !sent)
+                return -1;
+            break;
+        }
+    }
+    budget_spend();
+    return (int)sent;
+}
+
 ssize_t gh_read(int fd, void *buf, size_t count)
 {
     return gh__green_read(fd, buf, count, 0);

@@ -8,9 +8,11 @@
  *   - run a program that uses greenhub with
  *     LD_PRELOAD=libgreenhub_preload.so, without relinking it.
  *
- * What it does.  read, write, recv, send, accept, connect, poll, sleep,
- * getaddrinfo and the rest of the list in io/interpose.c, called on a
- * greenlet, park the greenlet instead of blocking the hub, on descriptors
+ * What it does.  read, write, recv, send, accept, connect, poll, select,
+ * epoll_wait, sleep, getaddrinfo, gethostbyname and the rest of the list
+ * in io/real.h, called on a greenlet, park the greenlet instead of
+ * blocking the hub (the name lookups run on libuv's thread pool meanwhile),
+ * on descriptors
  * the layer saw being made (socket, socketpair, accept, accept4, pipe,
  * pipe2, dup): those it makes non-blocking underneath while the caller
  * keeps its own view — a socket the caller left blocking still behaves as
@@ -20,8 +22,10 @@
  * (ETIMEDOUT) and gh_kill ends it (ECANCELED).  Anywhere else — a plain
  * thread, before gh_run, a hub's own scheduler, a descriptor made by
  * other means (open, eventfd, libuv's own) — every call is exactly the
- * libc call.  See io/README.md for what is decided and what is not yet
- * covered (signal handlers). */
+ * libc call; so is every call a signal handler makes.  Descriptors closed
+ * inside libc (fclose, pclose) are handled; a stream made with fdopen on a
+ * blocking-view socket blocks its thread, as it would without the layer.
+ * See io/README.md for what is decided and what is not covered. */
 #ifndef GREENHUB_INTERPOSE_H
 #define GREENHUB_INTERPOSE_H
 

@@ -1,0 +1,44 @@
+/* io/interpose_internal.h — what the interposition layer's files
+ * (interpose.c, interpose_dns.c) share. */
+#ifndef GH_INTERPOSE_INTERNAL_H
+#define GH_INTERPOSE_INTERNAL_H
+
+#include <errno.h>
+#include <stdbool.h>
+
+/* A greenlet runs here and the layer is not bypassed (nor in a forked
+ * child): a call may go green. */
+bool gh__ip_on_greenlet(void);
+
+/* Staying on the hub.
+ * Unmodified code may keep a thread-local address across a call the layer
+ * parks: hiredis 0.14 computes &errno before poll() and stores ETIMEDOUT
+ * through it after (glibc declares __errno_location const, so the
+ * compiler may).  Had the greenlet been stolen while parked, that store
+ * would land in another greenlet's errno on the old thread (reproduced:
+ * 200 redisConnectWithTimeout to a full accept queue on 2 hubs, 11 of 20
+ * runs; 0 of 20 with this).  So a green call made by the layer resumes on
+ * the hub it started on: the greenlet's stay_hub (sched/internal.h) is set
+ * for the call, and wakers and the scheduler treat it as pinned meanwhile
+ * (tests/test_interpose_stay.c).  Costs two stores per call; what is lost
+ * is only moving such a greenlet to an idle hub while it waits
+ * (spawn-time spreading and the gh_* calls are unchanged).
+ *
+ * gh__ip_stay_begin returns the stay in force before (for
+ * gh__ip_stay_end), or -2 off a greenlet. */
+int gh__ip_stay_begin(void);
+void gh__ip_stay_end(int old);
+
+/* Evaluates a green call with the greenlet staying on its hub; errno as
+ * the call left it. */
+#define STAYING(type, expr)                 \
+    ({                                      \
+        int stay_ = gh__ip_stay_begin();    \
+        type r_ = (expr);                   \
+        int e_ = errno;                     \
+        gh__ip_stay_end(stay_);             \
+        errno = e_;                         \
+        r_;                                 \
+    })
+
+#endif
