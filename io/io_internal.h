@@ -47,9 +47,12 @@ struct gh__fdstate {
  * thread. */
 struct gh__fdpoll;
 struct gh__io_hub {
-    /* poll.c: the hub's watches, indexed by fd. */
+    /* poll.c: the hub's watches, indexed by fd, and its epoll set (-1
+     * until the first wait), watched by one uv_poll on the hub's loop. */
     struct gh__fdpoll **polls;
     size_t cap;
+    int epfd;
+    struct gh__epwatch *epw;
     /* sys.c: the I/O budget of the greenlet running here (see budget_spend
      * there): budget_used mirror calls of budget_g completed without
      * parking while h->st.switches was budget_switches. */

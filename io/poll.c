@@ -1,54 +1,76 @@
 /* io/poll.c — fd readiness on each hub's libuv loop, and the close protocol.
  *
  * Waiting (a greenlet on hub h, after its call returned EAGAIN)
- *   h keeps one uv_poll watch per fd it has waited on (struct gh__fdpoll),
- *   reused by every later wait, and a list of registrations (g, gen,
- *   events) on it.  The greenlet marks h in the fd's process-wide hub mask
- *   (fdtab.c), makes sure the watch covers its events, opens a wait
- *   generation, registers, and parks.  Everything up to the park runs on
- *   h's thread, and the readiness callback runs there too (inside uv_run,
- *   in the scheduler), so no lock guards a watch.
+ *   Each hub has an epoll set of its own, edge-triggered, behind one
+ *   uv_poll on its libuv loop (the set's descriptor is readable while
+ *   events are pending).  The first wait on fd on hub h adds fd to h's set
+ *   for everything at once (in, out, hang-up, EPOLLET) and keeps it there
+ *   until fd is closed: no epoll_ctl per wait, whatever a connection waits
+ *   for next (struct gh__fdpoll, "a watch", holds the registrations (g,
+ *   gen, events) of the greenlets waiting on fd on h).  The greenlet marks h
+ *   in the fd's process-wide hub mask (fdtab.c), opens a wait generation,
+ *   registers, and parks.  Everything up to the park runs on h's thread,
+ *   and the dispatch runs there too (inside uv_run, in the scheduler), so no
+ *   lock guards a watch.
  *
  * Waking
- *   Readiness: the callback claims each live registration that wants what
- *   fired (gh__wake, reason EVENT) and drops it.  A timeout, the deadline
- *   scope or gh_kill may win the claim instead; the greenlet then drops its
- *   registration itself if it resumed on h, and otherwise leaves it stale:
- *   any hub may have resumed it, and a watch belongs to its hub's thread.
- *   Stale registrations are harmless (their claim fails) and are purged
- *   when the list fills up or the fd fires.
+ *   The dispatch (on_epoll) takes the set's events and, for each, claims
+ *   every live registration that wants what fired (gh__wake, reason EVENT)
+ *   and drops it.  An edge nobody was woken by is kept in the watch
+ *   (`ready`): the next wait for it on h takes it and returns at once, so
+ *   the caller's retried call finds the data (or meets EAGAIN once more if
+ *   another call already took it; then the wait parks).  This is Go's
+ *   netpoller protocol, and why nothing is lost between an EAGAIN and the
+ *   registration: an edge in between is either a wake or a ready mark.  A
+ *   timeout, the deadline scope or gh_kill may win the claim instead; the
+ *   greenlet then drops its registration itself if it resumed on h, and
+ *   otherwise leaves it stale: any hub may have resumed it, and a watch
+ *   belongs to its hub's thread.  Stale registrations are harmless (their
+ *   claim fails) and are purged when the list fills up or the fd fires.
  *
- * Why a watch stays armed after its waiter woke
- *   Re-arming costs an epoll_ctl.  A connection that waits to read, reads,
- *   writes and waits again would pay two per round trip if every wake
- *   disarmed the watch.  So a watch keeps its events until it fires
- *   twice in a row with nobody wanting what fired; it then shrinks to what
- *   live registrations want (stops if nothing).  epoll is level-triggered,
- *   so two spurious callbacks are the price, paid only when interest
- *   actually changed (see IDLE_FIRES_MAX).
+ * Why edge-triggered (measured)
+ *   The watches were level-triggered uv_polls.  A greenlet woken by
+ *   readiness often has not run (and read) by the loop's next poll, so its
+ *   fd was reported again for nobody; a watch that fired twice so had to
+ *   shrink to what was wanted, and grow back at the next wait.  At 5,000
+ *   echo connections on one hub that was 3.1 epoll_ctl per round trip, and
+ *   0.54x a libuv callback server's messages/s.  Edges report each change
+ *   once, and the set never changes while the fd lives.
+ *
+ * Level semantics where a caller expects them: gh_wait_fd looks (poll(2),
+ * zero timeout) before it waits, since its caller has not necessarily met
+ * EAGAIN first; every internal wait follows a call that did (or a look,
+ * as poll() and epoll_wait do).
  *
  * Drained (a hint for the next read; sys.c)
  *   A green read of a byte stream that returned fewer bytes than asked
  *   left the fd empty, so the next read would almost surely meet EAGAIN:
  *   a system call per round trip of a request/response connection for
  *   nothing.  The watch remembers such a short read (`drained`) and the
- *   next read on this hub waits first.  Only a hint: the watch is
- *   level-triggered and armed for reading during that wait, so data that
- *   came in meanwhile ends it at the next poll (a park, never a hang).  A
- *   readable fire clears it (data came).  `stream` is decided once per
+ *   next read on this hub waits first.  Safe without a look: data that
+ *   came in after the short read made an edge, which either is pending in
+ *   the set (the wait finds it at the next dispatch) or was kept as a
+ *   ready mark (the wait takes it at once), a park, never a hang.  A
+ *   readable fire clears it (data came).  Not after a hang-up or an error
+ *   was reported (`hup`): such a state lasts, and its edge may have come
+ *   with the data the short read took (the peer wrote, then shut down), so
+ *   no edge would end the wait; every read then makes the call (and gets
+ *   its 0).  The first version without this hung test_io's 64 MiB case at
+ *   its end.  `stream` is decided once per
  *   watch: not for datagram or packet sockets, where a short read is one
  *   message among others still queued.
  *
  * Closing (gh_close, on any thread)
- *   A hub's watch on fd must be gone before close(2) frees the number:
- *   libuv keeps a watcher per fd per loop, and a new fd with the same
- *   number would be mistaken for the old one (never reported ready).  So:
+ *   A hub's watch on fd must be gone before close(2) frees the number: a
+ *   new fd with the same number would be taken for the one in the set
+ *   already (never added, never reported ready).  So:
  *     1. under the fd's lock: closing = true, wake the plain threads that
  *        wait on fd (see "plain threads" below), read the hub mask;
  *     2. retire the watch on every hub in the mask: on its own hub directly,
  *        elsewhere by a request the hub serves from its uv_async callback;
  *        retiring wakes every registered greenlet with reason CLOSED
- *        (EBADF) and uv_close()s the watch (epoll_ctl DEL at once);
+ *        (EBADF), takes fd out of the hub's set (epoll_ctl DEL) and frees
+ *        the watch;
  *     3. wait until every hub has answered, then close(2);
  *     4. under the lock: closing = false, mask and O_NONBLOCK flag reset.
  *   A wait that starts during 1-4 finds `closing` and yields until it ends
@@ -65,6 +87,7 @@
 #include <stdlib.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -75,16 +98,23 @@ struct gh__fdreg {
     int events;                  /* GH_READ | GH_WRITE */
 };
 
-/* One hub's watch on one fd.  Owner: that hub's thread. */
+/* One hub's watch on one fd: fd is in the hub's epoll set.  Owner: that
+ * hub's thread. */
 struct gh__fdpoll {
-    uv_poll_t handle;            /* handle.data = this */
     int fd;
-    int armed;                   /* events the handle watches; 0: stopped */
-    unsigned idle_fires;         /* fires in a row that woke nobody */
+    int ready;                   /* GH_READ | GH_WRITE edges nobody was woken by */
     bool stream;                 /* a short read drains it (see "Drained") */
     bool drained;                /* a short read since the last readable fire */
+    bool hup;                    /* a hang-up or error was reported: for good */
     unsigned n, cap;
     struct gh__fdreg *regs;
+};
+
+/* The uv_poll that watches a hub's epoll set, and the set's fd (closed
+ * with the handle). */
+struct gh__epwatch {
+    uv_poll_t handle;            /* handle.data = the hub */
+    int epfd;
 };
 
 /* One gh_close waiting for the hubs that had to retire a watch.  Lives on
@@ -150,72 +180,95 @@ static void regs_remove(struct gh__fdpoll *p, const gh_greenlet *g, uint64_t gen
 
 /* ---- watches ------------------------------------------------------------------ */
 
-static void on_ready(uv_poll_t *hd, int status, int uvev);
-
-/* A watch that fires for nobody this many times in a row shrinks to what
- * is wanted.  Not at the first: the greenlet woken by the last fire has
- * often not run yet and its data is still there (level-triggered), and
- * disarming then re-arming it cost 0.15 epoll_ctl per echo round trip.
- * Not later: a hub whose watch keeps firing cannot sleep in epoll. */
-enum { IDLE_FIRES_MAX = 2 };
-
-static int poll_arm(struct gh__fdpoll *p, int events)
+/* What an epoll event means for waiters. */
+static int ev_of(uint32_t e)
 {
-    if (events == p->armed)
-        return 0;
-    int err = 0;
-    if (events == 0) {
-        uv_poll_stop(&p->handle);
-    } else {
-        int uvev = ((events & GH_READ) ? UV_READABLE : 0) |
-                   ((events & GH_WRITE) ? UV_WRITABLE : 0);
-        err = -uv_poll_start(&p->handle, uvev, on_ready);
-    }
-    if (!err)
-        p->armed = events;
-    return err;
+    return ((e & (EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ? GH_READ : 0) |
+           ((e & (EPOLLOUT | EPOLLHUP | EPOLLERR)) ? GH_WRITE : 0);
 }
 
-static void on_ready(uv_poll_t *hd, int status, int uvev)
+/* An edge on p (events e): wakes every live registration that wants it;
+ * what woke nobody stays as a ready mark for the next wait on this hub. */
+static void fire(struct gh__fdpoll *p, uint32_t e)
 {
-    struct gh__fdpoll *p = hd->data;
-    /* An error (libuv has stopped the handle) wakes everyone: each
-     * retries its call and gets the error from it. */
-    int ev = status < 0 ? GH_READ | GH_WRITE :
-             ((uvev & (UV_READABLE | UV_DISCONNECT)) ? GH_READ : 0) |
-             ((uvev & UV_WRITABLE) ? GH_WRITE : 0);
+    int ev = ev_of(e);
     if (ev & GH_READ)
         p->drained = false;   /* data came (or an error, a hang-up) */
-    bool woke = false;
-    int want = 0;
+    if (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        p->hup = true;
+    int woke = 0;
     unsigned k = 0;
     for (unsigned i = 0; i < p->n; i++) {
         struct gh__fdreg r = p->regs[i];
         if (!reg_live(&r))
             continue;
         if (r.events & ev) {
-            woke |= gh__wake(r.g, r.gen, GH_WAKE_EVENT);
+            if (gh__wake(r.g, r.gen, GH_WAKE_EVENT))
+                woke |= r.events & ev;
             continue;
         }
         p->regs[k++] = r;
-        want |= r.events;
     }
     p->n = k;
-    if (status < 0) {
-        p->armed = 0;
-    } else if (woke) {
-        p->idle_fires = 0;
-    } else if (++p->idle_fires >= IDLE_FIRES_MAX) {
-        p->idle_fires = 0;
-        poll_arm(p, want);   /* fired for nobody: watch only what is wanted */
-    }
+    p->ready |= ev & ~woke;
 }
 
-static void poll_free_cb(uv_handle_t *hd)
+enum { EP_BATCH = 256 };
+
+/* The hub's set has events: takes them all (batches until one is not
+ * full) and fires each fd's watch. */
+static void on_epoll(uv_poll_t *hd, int status, int uvev)
 {
-    struct gh__fdpoll *p = hd->data;
-    free(p->regs);
-    free(p);
+    (void)status, (void)uvev;
+    struct gh__io_hub *io = ((struct gh__hub *)hd->data)->io;
+    struct epoll_event evs[EP_BATCH];
+    int n;
+    do {
+        n = GH_REAL(epoll_wait)(io->epfd, evs, EP_BATCH, 0);
+        for (int i = 0; i < n; i++) {
+            int fd = evs[i].data.fd;
+            struct gh__fdpoll *p = (size_t)fd < io->cap ? io->polls[fd] : NULL;
+            if (p)
+                fire(p, evs[i].events);
+        }
+    } while (n == EP_BATCH);
+}
+
+static void epwatch_closed(uv_handle_t *hd)
+{
+    struct gh__epwatch *w = (struct gh__epwatch *)hd;
+    GH_REAL(close)(w->epfd);
+    free(w);
+}
+
+/* h's epoll set, made at the first wait on h.  Returns 0 or an errno. */
+static int epset_open(struct gh__hub *h)
+{
+    struct gh__io_hub *io = h->io;
+    if (io->epfd >= 0)
+        return 0;
+    struct gh__epwatch *w = malloc(sizeof *w);
+    if (!w)
+        return ENOMEM;
+    if ((w->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
+        int err = errno;
+        free(w);
+        return err;
+    }
+    int err;
+    GH_IP_BYPASS(err = -uv_poll_init(&h->loop, &w->handle, w->epfd));
+    if (!err && (err = -uv_poll_start(&w->handle, UV_READABLE, on_epoll)))
+        uv_close((uv_handle_t *)&w->handle, NULL);   /* (not expected) */
+    if (err) {
+        GH_REAL(close)(w->epfd);
+        if (!uv_is_closing((uv_handle_t *)&w->handle))
+            free(w);
+        return err;
+    }
+    w->handle.data = h;
+    io->epfd = w->epfd;
+    io->epw = w;
+    return 0;
 }
 
 /* Does a short read drain fd?  Yes for a stream socket and for what is
@@ -230,46 +283,66 @@ static bool fd_is_stream(int fd)
     return type == SOCK_STREAM;
 }
 
-/* h's watch on fd, created on first use.  Returns 0, EPERM for a file
- * epoll cannot watch (a regular file: always ready), or an errno. */
+/* Room in h's table for fd.  Returns 0 or ENOMEM. */
+static int polls_reserve(struct gh__io_hub *io, int fd)
+{
+    if ((size_t)fd < io->cap)
+        return 0;
+    size_t cap = io->cap ? io->cap : 64;
+    while (cap <= (size_t)fd)
+        cap *= 2;
+    struct gh__fdpoll **a = realloc(io->polls, cap * sizeof *a);
+    if (!a)
+        return ENOMEM;
+    memset(a + io->cap, 0, (cap - io->cap) * sizeof *a);
+    io->polls = a;
+    io->cap = cap;
+    return 0;
+}
+
+/* h's watch on fd, created (and fd added to h's set, for every event,
+ * edge-triggered) on first use.  Returns 0, EPERM for a file epoll cannot
+ * watch (a regular file: always ready), or an errno.  Adding leaves the
+ * fd's flags alone: a watch does not need O_NONBLOCK. */
 static int poll_get(struct gh__hub *h, int fd, struct gh__fdpoll **out)
 {
     struct gh__io_hub *io = h->io;
-    if ((size_t)fd >= io->cap) {
-        size_t cap = io->cap ? io->cap : 64;
-        while (cap <= (size_t)fd)
-            cap *= 2;
-        struct gh__fdpoll **a = realloc(io->polls, cap * sizeof *a);
-        if (!a)
-            return ENOMEM;
-        memset(a + io->cap, 0, (cap - io->cap) * sizeof *a);
-        io->polls = a;
-        io->cap = cap;
-    }
+    int err = polls_reserve(io, fd);
+    if (err)
+        return err;
     if ((*out = io->polls[fd]))
         return 0;
+    if ((err = epset_open(h)))
+        return err;
     struct gh__fdpoll *p = calloc(1, sizeof *p);
     if (!p)
         return ENOMEM;
-    /* uv_poll_init sets O_NONBLOCK (ioctl FIONBIO), which a watch does
-     * not need: epoll reports readiness either way.  An fd that was
-     * blocking gets its flag back, or a caller's plain read of it after a
-     * green poll() (stdin, a popen pipe) would fail with EAGAIN.  The
-     * green calls set the flag themselves, before they wait. */
-    int fl = GH_REAL(fcntl)(fd, F_GETFL);
-    int err;
-    GH_IP_BYPASS(err = -uv_poll_init(&h->loop, &p->handle, fd));   /* ioctl(FIONBIO) */
-    if (err) {
+    struct epoll_event e = {
+        .events = EPOLLIN | EPOLLOUT | EPOLLPRI | EPOLLRDHUP | EPOLLET,
+        .data.fd = fd,
+    };
+    /* EEXIST: still in the set under this number (its file closed where no
+     * hook saw it, yet alive in a duplicate): take it over. */
+    if (epoll_ctl(io->epfd, EPOLL_CTL_ADD, fd, &e) < 0 &&
+        (errno != EEXIST || epoll_ctl(io->epfd, EPOLL_CTL_MOD, fd, &e) < 0)) {
+        err = errno;
         free(p);
         return err;
     }
-    if (fl >= 0 && !(fl & O_NONBLOCK))
-        GH_REAL(fcntl)(fd, F_SETFL, fl);
-    p->handle.data = p;
     p->fd = fd;
     p->stream = fd_is_stream(fd);
     *out = io->polls[fd] = p;
     return 0;
+}
+
+/* Takes a ready mark for events on p: true if one was there (the caller
+ * retries its call instead of parking). */
+static bool ready_take(struct gh__fdpoll *p, int events)
+{
+    if (!(p->ready & events))
+        return false;
+    p->ready &= ~events;
+    return true;
 }
 
 /* h's watch on fd, or NULL if h has none. */
@@ -282,7 +355,7 @@ static struct gh__fdpoll *poll_find(struct gh__hub *h, int fd)
 void gh__io_note_short(struct gh__hub *h, int fd)
 {
     struct gh__fdpoll *p = poll_find(h, fd);
-    if (p && p->stream)
+    if (p && p->stream && !p->hup)
         p->drained = true;
 }
 
@@ -295,7 +368,8 @@ bool gh__io_drained_take(struct gh__hub *h, int fd)
     return true;
 }
 
-/* Hub thread: wakes fd's waiters on h with EBADF and closes h's watch. */
+/* Hub thread: wakes fd's waiters on h with EBADF, takes fd out of h's set
+ * (while fd is still open) and frees h's watch. */
 static void poll_retire(struct gh__hub *h, int fd)
 {
     struct gh__io_hub *io = h->io;
@@ -305,10 +379,9 @@ static void poll_retire(struct gh__hub *h, int fd)
     io->polls[fd] = NULL;
     for (unsigned i = 0; i < p->n; i++)
         gh__wake(p->regs[i].g, p->regs[i].gen, GH_WAKE_CLOSED);
-    p->n = 0;
-    /* uv_close stops the watch first: epoll_ctl DEL happens now, while fd
-     * is still open; the memory goes in the close callback. */
-    uv_close((uv_handle_t *)&p->handle, poll_free_cb);
+    epoll_ctl(io->epfd, EPOLL_CTL_DEL, fd, NULL);   /* ENOENT: closed behind our back */
+    free(p->regs);
+    free(p);
 }
 
 /* ---- waiting ------------------------------------------------------------------ */
@@ -476,7 +549,9 @@ static int wait_green(struct gh__hub *h, gh_greenlet *self, int fd, int events,
     int err = poll_get(h, fd, &p);
     if (err)
         return err == EPERM ? 0 : err;
-    if ((err = regs_reserve(p)) || (err = poll_arm(p, p->armed | events)))
+    if (ready_take(p, events))
+        return 0;   /* an edge came since the caller's call: retry it */
+    if ((err = regs_reserve(p)))
         return err;
     /* From the wait's opening to the park, nothing may fail: a gh_kill may
      * already have claimed it (see gh__waiter_arm). */
@@ -511,22 +586,25 @@ int gh__io_wait(int fd, int events, int64_t timeout_ms)
     return err ? err : wait_green(h, self, fd, events, timeout_ms);
 }
 
-/* h's watches for the n fds, each armed for its events, with room for a
- * registration: 0, EPERM (one is a regular file: ready now) or an errno. */
+/* h's watches for the n fds, each with room for a registration: 0, EPERM
+ * (one is a regular file, or has a ready mark for its events: ready now)
+ * or an errno. */
 static int many_prepare(struct gh__hub *h, const int *fds, const int *events,
                         size_t n, struct gh__fdpoll **ps)
 {
+    bool ready = false;
     for (size_t i = 0; i < n; i++) {
         ps[i] = NULL;
         if (fds[i] < 0 || !events[i])
             continue;
         int err = poll_get(h, fds[i], &ps[i]);
-        if (!err && !(err = regs_reserve(ps[i])))
-            err = poll_arm(ps[i], ps[i]->armed | events[i]);
+        if (!err)
+            err = regs_reserve(ps[i]);
         if (err)
             return err;
+        ready |= ready_take(ps[i], events[i]);   /* takes every mark wanted */
     }
-    return 0;
+    return ready ? EPERM : 0;
 }
 
 /* Marks h in each fd's hub mask, yielding while one is being closed.
@@ -604,6 +682,14 @@ int gh_wait_fd(int fd, int events, int64_t timeout_ms)
     if (fd < 0 || fd >= GH_FD_MAX || events == 0 ||
         (events & ~(GH_READ | GH_WRITE)) || timeout_ms < -1)
         return EINVAL;
+    /* Its caller has not necessarily met EAGAIN: look first (see
+     * "Level semantics" at the top). */
+    struct gh__hub *h = gh__hub_self();
+    if (h && h->current && timeout_ms != 0) {
+        int err = wait_thread(fd, events, 0);
+        if (err != ETIMEDOUT)
+            return err;
+    }
     return gh__io_wait(fd, events, timeout_ms);
 }
 
@@ -766,11 +852,14 @@ int gh__io_hub_init(struct gh__hub *h)
     h->io = calloc(1, sizeof *h->io);
     h->io_reqs = h->io_reqs_tail = NULL;
     h->io_closed = false;
-    return h->io ? 0 : ENOMEM;
+    if (!h->io)
+        return ENOMEM;
+    h->io->epfd = -1;
+    return 0;
 }
 
-/* Hub thread, its loop about to close: closes every watch (their
- * greenlets will not run again: the runtime is stopping). */
+/* Hub thread, its loop about to close: frees every watch (their greenlets
+ * will not run again: the runtime is stopping) and closes the set. */
 void gh__poll_hub_fini(struct gh__hub *h)
 {
     struct gh__io_hub *io = h->io;
@@ -778,9 +867,13 @@ void gh__poll_hub_fini(struct gh__hub *h)
         return;
     for (size_t fd = 0; fd < io->cap; fd++) {
         struct gh__fdpoll *p = io->polls[fd];
-        if (p)
-            uv_close((uv_handle_t *)&p->handle, poll_free_cb);
+        if (p) {
+            free(p->regs);
+            free(p);
+        }
     }
+    if (io->epw)
+        uv_close((uv_handle_t *)&io->epw->handle, epwatch_closed);
     free(io->polls);
     free(io);
     h->io = NULL;
