@@ -800,6 +800,15 @@ GH_IP int gh__ip_select(int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *
     return res;
 }
 
+/* The signal mask is not applied on the green path (as for ppoll). */
+GH_IP int gh__ip_pselect(int n, fd_set *r, fd_set *w, fd_set *e, const struct timespec *ts,
+                         const sigset_t *mask)
+{
+    if (!on_greenlet() || (ts && ts->tv_sec == 0 && ts->tv_nsec == 0))
+        return GH_REAL(pselect)(n, r, w, e, ts, mask);
+    return select_green(n, r, w, e, ts_ms(ts));
+}
+
 /* ---- sleeps ------------------------------------------------------------------------ */
 
 /* A green sleep of ns (rounded up to whole ms, never early).  Returns 0

@@ -40,7 +40,9 @@
  * Level semantics where a caller expects them: gh_wait_fd looks (poll(2),
  * zero timeout) before it waits, since its caller has not necessarily met
  * EAGAIN first; every internal wait follows a call that did (or a look,
- * as poll() and epoll_wait do).
+ * as poll() and epoll_wait do).  While a test overrides a real function
+ * (gh_syscall_override), every wait looks too: an injected EAGAIN is a
+ * lie no edge will answer.
  *
  * Drained (a hint for the next read; sys.c)
  *   A green read of a byte stream that returned fewer bytes than asked
@@ -323,8 +325,8 @@ static int poll_get(struct gh__hub *h, int fd, struct gh__fdpoll **out)
     };
     /* EEXIST: still in the set under this number (its file closed where no
      * hook saw it, yet alive in a duplicate): take it over. */
-    if (epoll_ctl(io->epfd, EPOLL_CTL_ADD, fd, &e) < 0 &&
-        (errno != EEXIST || epoll_ctl(io->epfd, EPOLL_CTL_MOD, fd, &e) < 0)) {
+    if (GH_REAL(epoll_ctl)(io->epfd, EPOLL_CTL_ADD, fd, &e) < 0 &&
+        (errno != EEXIST || GH_REAL(epoll_ctl)(io->epfd, EPOLL_CTL_MOD, fd, &e) < 0)) {
         err = errno;
         free(p);
         return err;
@@ -379,7 +381,7 @@ static void poll_retire(struct gh__hub *h, int fd)
     io->polls[fd] = NULL;
     for (unsigned i = 0; i < p->n; i++)
         gh__wake(p->regs[i].g, p->regs[i].gen, GH_WAKE_CLOSED);
-    epoll_ctl(io->epfd, EPOLL_CTL_DEL, fd, NULL);   /* ENOENT: closed behind our back */
+    GH_REAL(epoll_ctl)(io->epfd, EPOLL_CTL_DEL, fd, NULL);   /* ENOENT: closed behind our back */
     free(p->regs);
     free(p);
 }
@@ -551,6 +553,10 @@ static int wait_green(struct gh__hub *h, gh_greenlet *self, int fd, int events,
         return err == EPERM ? 0 : err;
     if (ready_take(p, events))
         return 0;   /* an edge came since the caller's call: retry it */
+    /* Under fault injection the caller's EAGAIN may be a lie: look. */
+    if (atomic_load_explicit(&gh__real_overrides, memory_order_relaxed) &&
+        wait_thread(fd, events, 0) == 0)
+        return 0;
     if ((err = regs_reserve(p)))
         return err;
     /* From the wait's opening to the park, nothing may fail: a gh_kill may

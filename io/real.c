@@ -83,6 +83,17 @@ static int boot_select(int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *t
     }
     return (int)syscall(SYS_pselect6, n, r, w, e, tp, NULL);
 }
+static int boot_pselect(int n, fd_set *r, fd_set *w, fd_set *e, const struct timespec *ts,
+                        const sigset_t *mask)
+{
+    struct timespec t, *tp = NULL;
+    if (ts) {   /* the kernel writes the time left back: a copy */
+        t = *ts;
+        tp = &t;
+    }
+    struct { const sigset_t *ss; size_t len; } m = { mask, _NSIG / 8 };
+    return (int)syscall(SYS_pselect6, n, r, w, e, tp, mask ? &m : NULL);
+}
 static int boot_clock_nanosleep(clockid_t c, int f, const struct timespec *q, struct timespec *m)
 {
     /* clock_nanosleep returns the error; it does not set errno. */
@@ -172,6 +183,10 @@ static int boot_epoll_pwait2(int ep, struct epoll_event *ev, int max, const stru
                              const sigset_t *m)
 {
     return (int)syscall(SYS_epoll_pwait2, ep, ev, max, ts, m, _NSIG / 8);
+}
+static int boot_epoll_ctl(int ep, int op, int fd, struct epoll_event *e)
+{
+    return (int)syscall(SYS_epoll_ctl, ep, op, fd, e);
 }
 /* The stdio functions have no system call to fall back on.  Called before
  * the table is filled (a constructor that runs before libgreenhub's), they
@@ -349,9 +364,13 @@ int gh_syscall_override(const char *name, void *fn)
         return EAGAIN;   /* another thread is filling the table right now */
     void *orig;
     memcpy(&orig, e.libc, sizeof orig);
-    atomic_store_explicit(e.slot, fn ? fn : orig, memory_order_relaxed);
+    void *now = fn ? fn : orig;
+    void *was = atomic_exchange_explicit(e.slot, now, memory_order_relaxed);
+    atomic_fetch_add(&gh__real_overrides, (now != orig) - (was != orig));
     return 0;
 }
+
+_Atomic int gh__real_overrides;
 
 void *gh_syscall_real(const char *name)
 {

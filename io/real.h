@@ -35,7 +35,11 @@
  * layer intercepts (those whose hooks io/hooks.c writes out by hand, the
  * variadic fcntl and ioctl and the void closefrom, in
  * GH_REAL_LIST_VARIADIC).  The order is the table's; nothing depends on it. */
-#define GH_REAL_LIST(X) GH_REAL_LIST_PLAIN(X) GH_REAL_LIST_VARIADIC(X)
+#define GH_REAL_LIST(X) GH_REAL_LIST_PLAIN(X) GH_REAL_LIST_VARIADIC(X) GH_REAL_LIST_INTERNAL(X)
+/* Functions greenhub calls through the table without hooking them: only
+ * so that tests can make them fail (gh_syscall_override). */
+#define GH_REAL_LIST_INTERNAL(X)                                                \
+    X(int, epoll_ctl, (int ep, int op, int fd, struct epoll_event *e), (ep, op, fd, e))
 #define GH_REAL_LIST_VARIADIC(X)                                                \
     X(int, fcntl, (int fd, int cmd, ...), (fd, cmd, arg))                       \
     X(int, ioctl, (int fd, unsigned long req, ...), (fd, req, arg))             \
@@ -65,6 +69,8 @@
                    const sigset_t *mask), (p, n, ts, mask))                     \
     X(int, select, (int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv), \
       (n, r, w, e, tv))                                                         \
+    X(int, pselect, (int n, fd_set *r, fd_set *w, fd_set *e, const struct timespec *ts, \
+                     const sigset_t *mask), (n, r, w, e, ts, mask))             \
     X(unsigned, sleep, (unsigned s), (s))                                       \
     X(int, usleep, (useconds_t us), (us))                                       \
     X(int, nanosleep, (const struct timespec *req, struct timespec *rem), (req, rem)) \
@@ -139,6 +145,12 @@ struct gh__real_table {
  * io/real.c and are replaced once by gh__real_init() (constructor). */
 extern struct gh__real_table gh__real;
 
+/* How many entries an override replaces now (gh_syscall_override).  The
+ * waits look before they park while it is not 0: an overridden call's
+ * EAGAIN may be a lie, and an edge-triggered wait after a lie would wait
+ * for an edge that already came (poll.c). */
+extern _Atomic int gh__real_overrides;
+
 /* The function to call for `name` now (libc's, or an override). */
 #define GH_REAL(name) \
     (atomic_load_explicit(&gh__real.name, memory_order_relaxed))
@@ -147,7 +159,8 @@ extern struct gh__real_table gh__real;
  * libgreenhub for io/hooks.c, not part of the public API. */
 #define GH_IP_DECL(ret, name, params, args) \
     __attribute__((visibility("default"))) ret gh__ip_##name params;
-GH_REAL_LIST(GH_IP_DECL)
+GH_REAL_LIST_PLAIN(GH_IP_DECL)
+GH_REAL_LIST_VARIADIC(GH_IP_DECL)
 #undef GH_IP_DECL
 /* The hooks' constructor: the layer is loaded (gh_interposed). */
 __attribute__((visibility("default"))) void gh__ip_loaded(void);

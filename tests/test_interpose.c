@@ -11,10 +11,13 @@
 #include "gh_test.h"
 
 #include <errno.h>
+#include <arpa/inet.h>
+#include <sys/epoll.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <sys/ioctl.h>
 #include <sys/select.h>
@@ -304,6 +307,31 @@ static void *poll_many(void *arg)
     assert_true(FD_ISSET(sv[2][0], &rs));
     assert_false(FD_ISSET(sv[0][0], &rs));
     assert_int_equal(atomic_load(&seen_inside), 1);
+    char c;
+    assert_int_equal(read(sv[2][0], &c, 1), 1);
+    /* pselect: the first, with a timeout (unchanged by the call) */
+    w.arg = &sv[0][1];
+    g = witness_spawn(&w);
+    FD_ZERO(&rs);
+    for (int i = 0; i < 3; i++)
+        FD_SET(sv[i][0], &rs);
+    FD_CLR(sv[1][0], &rs);   /* still readable from the poll above */
+    struct timespec ts = { 5, 0 };
+    sigset_t mask;
+    sigemptyset(&mask);
+    atomic_store(&inside, 1);
+    r = pselect(maxfd + 1, &rs, NULL, NULL, &ts, &mask);
+    atomic_store(&inside, 0);
+    assert_int_equal(atomic_load(&seen_inside), 1);
+    gh_join(g, NULL);
+    assert_int_equal(r, 1);
+    assert_true(FD_ISSET(sv[0][0], &rs));
+    assert_false(FD_ISSET(sv[2][0], &rs));
+    assert_int_equal(ts.tv_sec, 5);
+    FD_ZERO(&rs);
+    FD_SET(sv[2][0], &rs);
+    ts = (struct timespec){ 0, 20 * 1000000 };
+    assert_int_equal(pselect(sv[2][0] + 1, &rs, NULL, NULL, &ts, NULL), 0);   /* times out */
     for (int i = 0; i < 3; i++) {
         close(sv[i][0]);
         close(sv[i][1]);
@@ -440,10 +468,144 @@ static void *fault_main(void *arg)
     return NULL;
 }
 
+/* The faults the issue names, each ending in the libc-shaped result (the
+ * error, or for a blocking-view read the data once the storm is over),
+ * never a hang: a deadline scope around each call turns a hang into
+ * ETIMEDOUT. */
+static _Atomic int storm;   /* EAGAINs still to come from read_storm */
+
+static ssize_t read_eintr(int fd, void *buf, size_t n)
+{
+    (void)fd, (void)buf, (void)n;
+    errno = EINTR;
+    return -1;
+}
+
+static ssize_t read_storm(int fd, void *buf, size_t n)
+{
+    if (atomic_fetch_sub(&storm, 1) > 0) {
+        errno = EAGAIN;
+        return -1;
+    }
+    ssize_t (*real)(int, void *, size_t);
+    void *p = gh_syscall_real("read");
+    memcpy(&real, &p, sizeof p);
+    return real(fd, buf, n);
+}
+
+static int epoll_ctl_enomem(int ep, int op, int fd, struct epoll_event *e)
+{
+    (void)ep, (void)op, (void)fd, (void)e;
+    errno = ENOMEM;
+    return -1;
+}
+
+static void override(const char *name, const void *fnp, size_t size)
+{
+    void *f = NULL;
+    if (fnp)
+        memcpy(&f, fnp, size);
+    assert_int_equal(gh_syscall_override(name, f), 0);
+}
+
+/* read under a deadline scope: a hang shows as ETIMEDOUT */
+static ssize_t read_bounded(int fd, void *buf, size_t n, int *err)
+{
+    int64_t t = gh_timeout_begin(2000);
+    ssize_t r = read(fd, buf, n);
+    *err = errno;
+    gh_timeout_end(t);
+    return r;
+}
+
+static void reset_peer(void *arg)
+{
+    int fd = *(int *)arg;
+    struct linger l = { 1, 0 };
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l), 0);
+    assert_int_equal(close(fd), 0);   /* RST */
+}
+
+static void *faults_main(void *arg)
+{
+    (void)arg;
+    int sv[2], err;
+    char buf[8];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    assert_int_equal(write(sv[1], "abc", 3), 3);
+
+    /* EINTR: returned as a blocking read would, the data left alone */
+    ssize_t (*fe)(int, void *, size_t) = read_eintr;
+    override("read", &fe, sizeof fe);
+    ssize_t r = read_bounded(sv[0], buf, 1, &err);
+    override("read", NULL, 0);
+    assert_int_equal(r, -1);
+    assert_int_equal(err, EINTR);
+
+    /* an EAGAIN storm on a blocking-view socket with data: the data, once
+     * the storm is over, however many waits it took */
+    atomic_store(&storm, 300);
+    ssize_t (*fs)(int, void *, size_t) = read_storm;
+    override("read", &fs, sizeof fs);
+    r = read_bounded(sv[0], buf, 1, &err);
+    override("read", NULL, 0);
+    if (r != 1)
+        fail_msg("read through an EAGAIN storm: %zd (%s)", r, strerror(err));
+    assert_int_equal(buf[0], 'a');
+    assert_true(atomic_load(&storm) < 0);   /* the storm was spent */
+
+    /* ENOMEM in the layer (the hub cannot watch the fd): the error, and
+     * the fd and the layer intact for the next call */
+    int nv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, nv), 0);
+    int (*fm)(int, int, int, struct epoll_event *) = epoll_ctl_enomem;
+    override("epoll_ctl", &fm, sizeof fm);
+    r = read_bounded(nv[0], buf, 1, &err);   /* no data: it must wait */
+    override("epoll_ctl", NULL, 0);
+    assert_int_equal(r, -1);
+    assert_int_equal(err, ENOMEM);
+    struct witness w = { write_x, &nv[1] };
+    gh_greenlet *g = witness_spawn(&w);
+    atomic_store(&inside, 1);
+    r = read_bounded(nv[0], buf, 1, &err);
+    atomic_store(&inside, 0);
+    gh_join(g, NULL);
+    assert_int_equal(r, 1);
+    assert_int_equal(buf[0], 'x');
+    close(nv[0]);
+    close(nv[1]);
+    close(sv[0]);
+    close(sv[1]);
+
+    /* ECONNRESET while a read waits: the peer resets the connection */
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t al = sizeof a;
+    assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(l, 1), 0);
+    assert_int_equal(getsockname(l, (struct sockaddr *)&a, &al), 0);
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(connect(c, (struct sockaddr *)&a, sizeof a), 0);
+    int s = accept(l, NULL, NULL);
+    assert_true(s >= 0);
+    struct witness wr = { reset_peer, &s };
+    g = witness_spawn(&wr);
+    atomic_store(&inside, 1);
+    r = read_bounded(c, buf, sizeof buf, &err);
+    atomic_store(&inside, 0);
+    gh_join(g, NULL);
+    assert_int_equal(r, -1);
+    assert_int_equal(err, ECONNRESET);
+    close(c);
+    close(l);
+    return NULL;
+}
+
 static void test_fault_injection(void **state)
 {
     (void)state;
     gh_test_run(1, fault_main, NULL);
+    gh_test_run(1, faults_main, NULL);
 }
 
 /* ---- plain threads: libc's calls ---------------------------------------------------------- */
