@@ -5,6 +5,7 @@
  * process, like the fd numbers it describes).  Lookups take no lock. */
 #include "io_internal.h"
 #include "real.h"
+#include "interpose_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +26,7 @@ uint32_t gh__io_epoch(void)
 void gh__io_runtime_start(void)
 {
     atomic_fetch_add(&epoch, 1);
+    gh__ip_runtime_start();
 }
 
 struct gh__fdstate *gh__fdstate_make(int fd)

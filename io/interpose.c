@@ -55,14 +55,25 @@
 static _Atomic bool loaded;
 __thread int gh__ip_bypass __attribute__((tls_model("initial-exec")));
 
-/* Set in the child of a fork(): the runtime's hub threads were not copied,
- * so nothing can park there and every call is libc's, even on the thread
- * that forked from inside a greenlet (whose hub pointer was copied). */
+/* Set in the child of a fork() made while a runtime ran: its hub threads
+ * were not copied, so nothing can park there and every call is libc's,
+ * even on the thread that forked from inside a greenlet (whose hub pointer
+ * was copied).  A fork with no runtime running leaves a process like any
+ * other, and a runtime the child starts itself has real hubs: the layer
+ * works for it (gh__ip_runtime_start).  Before that rule a program that
+ * forks and runs greenhub in the child (bench/crawl.c does, to measure
+ * each side's memory) had the layer off there: curl's poll() blocked the
+ * hub, 127 s for what takes 0.4 s. */
 static bool forked_child;
 
 static void atfork_child(void)
 {
-    forked_child = true;
+    forked_child = gh__rt != NULL;
+}
+
+void gh__ip_runtime_start(void)
+{
+    forked_child = false;
 }
 
 GH_IP void gh__ip_loaded(void)

@@ -10,6 +10,10 @@
  * child): a call may go green. */
 bool gh__ip_on_greenlet(void);
 
+/* A runtime starts in this process: its hubs are real, even in the child
+ * of a fork (see forked_child in interpose.c). */
+void gh__ip_runtime_start(void);
+
 /* Staying on the hub.
  * Unmodified code may keep a thread-local address across a call the layer
  * parks: hiredis 0.14 computes &errno before poll() and stores ETIMEDOUT

@@ -709,6 +709,40 @@ static void test_fork_child_is_plain(void **state)
     gh_test_run(2, forker_main, NULL);
 }
 
+/* A fork made with no runtime running leaves an ordinary process: a
+ * runtime the child starts has the layer working (a sleep parks). */
+static void *child_sleeper(void *arg)
+{
+    (void)arg;
+    struct witness w = { 0 };
+    gh_greenlet *g = witness_spawn(&w);
+    atomic_store(&inside, 1);
+    usleep(20000);
+    atomic_store(&inside, 0);
+    int seen = atomic_load(&seen_inside);
+    gh_join(g, NULL);
+    return (void *)(intptr_t)seen;
+}
+
+static void test_fork_child_runtime_has_the_layer(void **state)
+{
+    (void)state;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        void *seen = NULL;
+        gh_config cfg = { .hubs = 1 };
+        int err = gh_run(&cfg, child_sleeper, NULL, &seen);
+        _exit(err ? 2 : seen ? 0 : 1);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    if (WEXITSTATUS(st) != 0)
+        fail_msg("in the child's runtime usleep %s", WEXITSTATUS(st) == 1 ?
+                 "blocked the hub (the layer was off)" : "could not run");
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -723,6 +757,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_fault_injection),
         cmocka_unit_test(test_plain_thread_blocks),
         cmocka_unit_test(test_fork_child_is_plain),
+        cmocka_unit_test(test_fork_child_runtime_has_the_layer),
     };
     return gh_test_main(argc, argv, tests, sizeof tests / sizeof tests[0], __FILE__);
 }
