@@ -49,11 +49,12 @@ static void wrap(int sig, siginfo_t *si, void *uc)
     gh__ip_bypass--;
 }
 
-/* A handler of the program's (not SIG_DFL, SIG_IGN or SIG_ERR). */
+/* A handler of the program's (not SIG_DFL, SIG_IGN or SIG_ERR), whatever
+ * the flags say: SA_SIGINFO with SIG_IGN or SIG_DFL is still ignore or
+ * default (sa_handler and sa_sigaction share their storage). */
 static bool is_function(const struct sigaction *a)
 {
-    return (a->sa_flags & SA_SIGINFO) ||
-           (a->sa_handler != SIG_DFL && a->sa_handler != SIG_IGN && a->sa_handler != SIG_ERR);
+    return a->sa_handler != SIG_DFL && a->sa_handler != SIG_IGN && a->sa_handler != SIG_ERR;
 }
 
 /* Records a's handler for sig: the new form first, then the other cleared. */

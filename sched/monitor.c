@@ -135,6 +135,7 @@ static uint64_t clock_ns(clockid_t c)
  * written before seg_live is set, read only after winning the exchange. */
 static char dying_name[32];
 static atomic_bool seg_live;
+static pid_t dying_pid;   /* whose segment: a forked child's death must not take it */
 
 static void seg_open(struct gh__monitor *m)
 {
@@ -159,6 +160,7 @@ static void seg_open(struct gh__monitor *m)
     }
     m->seg = p;
     memcpy(dying_name, m->seg_name, sizeof dying_name);
+    dying_pid = getpid();
     atomic_store(&seg_live, true);
 }
 
@@ -169,7 +171,9 @@ static void seg_open(struct gh__monitor *m)
  * what such processes leave. */
 void gh__monitor_on_death(void)
 {
-    if (atomic_exchange(&seg_live, false))
+    /* getpid is signal-safe; a child of a fork inherits seg_live but the
+     * segment is its parent's, alive. */
+    if (getpid() == dying_pid && atomic_exchange(&seg_live, false))
         shm_unlink(dying_name);
 }
 

@@ -428,6 +428,27 @@ static void *handler_main(void *arg)
     assert_ptr_equal(signal(SIGUSR1, SIG_IGN), SIG_DFL);
     raise(SIGUSR1);
     assert_ptr_equal(signal(SIGUSR1, SIG_DFL), SIG_IGN);
+    /* ... also given with SA_SIGINFO (the same storage): ignored stays
+     * ignored, not a call to address 1 */
+    a.sa_flags = SA_SIGINFO;
+    a.sa_handler = SIG_IGN;
+    assert_int_equal(sigaction(SIGUSR1, &a, NULL), 0);
+    raise(SIGUSR1);
+    assert_int_equal(sigaction(SIGUSR1, NULL, &o), 0);
+    assert_ptr_equal(o.sa_handler, SIG_IGN);
+    /* and the default stays the default: SIGUSR1 ends a child */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        a.sa_handler = SIG_DFL;
+        sigaction(SIGUSR1, &a, NULL);
+        raise(SIGUSR1);
+        _exit(0);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGUSR1);
+    assert_ptr_equal(signal(SIGUSR1, SIG_DFL), SIG_IGN);
     close(sv[0]);
     close(sv[1]);
     return NULL;
