@@ -7,16 +7,19 @@
  * STAYING).  Elsewhere each is exactly libc's.
  *
  * gethostbyname, gethostbyname2 and gethostbyaddr return storage of
- * libc's that the next call overwrites.  Here that storage is per thread:
- * each call fills a fresh buffer on the pool and, back on its hub, makes
- * it the thread's result, freeing the one before.  So the result stays
- * valid until the next such call on the same hub thread, and two
- * greenlets whose lookups overlap do not write into one buffer meanwhile.
+ * libc's that the next call overwrites.  Here that storage is per
+ * greenlet (greenlet-local, freed when the greenlet ends): each call fills
+ * a fresh buffer on the pool and makes it the greenlet's result, freeing
+ * the greenlet's one before.  So the result stays valid until the same
+ * greenlet's next such call, whatever other greenlets look up meanwhile
+ * (a per-thread buffer was freed under a greenlet that parked in connect()
+ * while walking h_addr_list, found in review).
  * h_errno is set on the caller's thread, as libc does on failure. */
 #include "io_internal.h"
 #include "real.h"
 #include "interpose_internal.h"
 
+#include <greenhub/sync.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -100,24 +103,25 @@ struct hostbuf {
 
 enum { HOSTBUF_FIRST = 1024, HOSTBUF_MAX = 1 << 20 };
 
-static pthread_key_t last_key;       /* this thread's struct hostbuf, freed at exit */
+static gh_local_key last_key;        /* the greenlet's struct hostbuf, freed at its end */
 static pthread_once_t last_once = PTHREAD_ONCE_INIT;
 static bool last_key_ok;
 
 static void last_key_make(void)
 {
-    last_key_ok = pthread_key_create(&last_key, free) == 0;
+    last_key_ok = gh_local_key_create(&last_key, free) == 0;
 }
 
-/* Makes hb this thread's result (freeing the one before). */
+/* Makes hb the calling greenlet's result (freeing its one before: no other
+ * greenlet can be reading that). */
 static void last_set(struct hostbuf *hb)
 {
     pthread_once(&last_once, last_key_make);
-    if (!last_key_ok) {   /* no key: leak rather than free what a caller may read */
-        return;
-    }
-    free(pthread_getspecific(last_key));
-    pthread_setspecific(last_key, hb);
+    if (!last_key_ok)
+        return;   /* no key left: leak rather than free what a caller may read */
+    void *old = gh_local_get(last_key);
+    if (gh_local_set(last_key, hb) == 0)   /* (else hb stays the caller's for good) */
+        free(old);
 }
 
 /* noinline: h_errno's address must be taken on the thread the greenlet

@@ -342,6 +342,36 @@ static void *dns_main(void *arg)
     return NULL;
 }
 
+/* The static result is the greenlet's own: another greenlet's lookups
+ * while this one holds its result (parked, as in a connect loop over
+ * h_addr_list) neither free nor change it (under ASan a use after free
+ * would stop the test). */
+static void *other_lookups(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 3; i++) {
+        assert_non_null(gethostbyname("localhost"));
+        struct in_addr lo = { htonl(INADDR_LOOPBACK) };
+        assert_non_null(gethostbyaddr(&lo, sizeof lo, AF_INET));
+    }
+    return NULL;
+}
+
+static void *held_result_main(void *arg)
+{
+    (void)arg;
+    struct hostent *he = gethostbyname("localhost");
+    assert_non_null(he);
+    char name[256];
+    snprintf(name, sizeof name, "%s", he->h_name);
+    gh_spawn_opts here = { .hub = gh_hub_index(), .pinned = 1 };
+    gh_greenlet *g = gh_spawn_with(&here, other_lookups, NULL);
+    assert_int_equal(gh_join(g, NULL), 0);   /* parks while the other looks up */
+    assert_string_equal(he->h_name, name);
+    assert_true(is_loopback(he));
+    return NULL;
+}
+
 static void test_name_lookups_park(void **state)
 {
     (void)state;
@@ -349,6 +379,7 @@ static void test_name_lookups_park(void **state)
     assert_non_null(p);
     memcpy(&real_gethostbyname2, &p, sizeof p);
     gh_test_run(1, dns_main, NULL);
+    gh_test_run(1, held_result_main, NULL);
 }
 
 /* ---- a green poll leaves the flags alone ------------------------------------------ */
