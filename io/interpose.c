@@ -93,7 +93,7 @@ bool gh_interposed(void)
 bool gh__ip_on_greenlet(void)
 {
     struct gh__hub *h = gh__hub_self();
-    return h && h->current && !gh__ip_bypass && !forked_child;
+    return h && h->current && !gh__ip_bypass && !forked_child && !gh__ip_in_handler();
 }
 #define on_greenlet gh__ip_on_greenlet
 
@@ -103,8 +103,8 @@ bool gh__ip_on_greenlet(void)
  * read, callgrind). */
 static inline __attribute__((always_inline)) struct gh__fdstate *managed_fd(int fd)
 {
-    struct gh__fdstate *st = fd >= 0 && fd < GH_FD_MAX && !gh__ip_bypass && !forked_child ?
-                             gh__fdstate_get(fd) : NULL;
+    struct gh__fdstate *st = fd >= 0 && fd < GH_FD_MAX && !gh__ip_bypass && !forked_child &&
+                             !gh__ip_in_handler() ? gh__fdstate_get(fd) : NULL;
     return st && atomic_load_explicit(&st->managed, memory_order_relaxed) ? st : NULL;
 }
 

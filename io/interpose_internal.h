@@ -5,10 +5,30 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 /* A greenlet runs here and the layer is not bypassed (nor in a forked
  * child): a call may go green. */
 bool gh__ip_on_greenlet(void);
+
+/* The signal handler this thread runs, if any (interpose_signal.c):
+ * depth 0 outside any; else where the outermost one's frame is. */
+struct gh__ip_handler {
+    int depth;
+    bool alt;                    /* it runs on the alternate signal stack */
+    uintptr_t sp;                /* its wrapper's frame (not alt) */
+    uintptr_t alt_lo, alt_hi;    /* the alternate stack (alt) */
+};
+extern __thread struct gh__ip_handler gh__ip_handler_ctx
+    __attribute__((tls_model("initial-exec")));
+bool gh__ip_in_handler_slow(void);
+
+/* True while a signal handler installed through the layer runs on this
+ * thread: its calls are libc's.  One thread-local load outside handlers. */
+static inline bool gh__ip_in_handler(void)
+{
+    return gh__ip_handler_ctx.depth && gh__ip_in_handler_slow();
+}
 
 /* A runtime starts in this process: its hubs are real, even in the child
  * of a fork (see forked_child in interpose.c). */

@@ -6,8 +6,8 @@
  * handler, switching stacks under the interrupted code's feet.  So the
  * layer hooks sigaction and signal: a handler the program installs is
  * recorded here, and the kernel gets wrap() instead, which runs the
- * program's handler with the layer bypassed on that thread (gh__ip_bypass,
- * the same count greenhub's own calls into libuv use).  Nothing else
+ * program's handler with the layer off on that thread (gh__ip_in_handler,
+ * below).  Nothing else
  * changes: flags, mask and SA_SIGINFO are the program's, and sigaction
  * reports the program's handler, never wrap.
  *
@@ -22,12 +22,33 @@
  * with ThreadSanitizer, which hooks neither (GH_REAL_LIST_SIGNALS). */
 #include "io_internal.h"
 #include "real.h"
+#include "interpose_internal.h"
 
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
 
 #define GH_IP __attribute__((visibility("default")))
+
+/* ---- inside a handler ---------------------------------------------------------------
+ * A counter raised around the handler would stay raised for good after a
+ * siglongjmp out of it (found in review: the thread's calls were libc's
+ * from then on).  So the wrapper records where its frame is: on the
+ * alternate signal stack (then "inside" means running on that stack), or
+ * on the interrupted stack (then "inside" means deeper than the wrapper's
+ * frame, stacks growing down).  A check that finds itself outside, after
+ * a jump out, forgets the record. */
+__thread struct gh__ip_handler gh__ip_handler_ctx __attribute__((tls_model("initial-exec")));
+
+__attribute__((noinline)) bool gh__ip_in_handler_slow(void)
+{
+    struct gh__ip_handler *c = &gh__ip_handler_ctx;
+    uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
+    bool inside = c->alt ? sp >= c->alt_lo && sp < c->alt_hi : sp < c->sp;
+    if (!inside)
+        c->depth = 0;
+    return inside;
+}
 
 #ifndef __SANITIZE_THREAD__   /* see GH_REAL_LIST_SIGNALS in real.h */
 
@@ -37,16 +58,26 @@ typedef void (*info_fn)(int, siginfo_t *, void *);
 static _Atomic(plain_fn) plain[NSIG];
 static _Atomic(info_fn) info[NSIG];
 
+/* Runs the program's handler with the layer off on this thread (see
+ * "inside a handler"). */
 static void wrap(int sig, siginfo_t *si, void *uc)
 {
-    gh__ip_bypass++;
+    struct gh__ip_handler *c = &gh__ip_handler_ctx, saved = *c;
+    if (!gh__ip_in_handler()) {   /* the outermost: record where it runs */
+        stack_t ss;
+        c->alt = sigaltstack(NULL, &ss) == 0 && (ss.ss_flags & SS_ONSTACK);
+        c->alt_lo = (uintptr_t)ss.ss_sp;
+        c->alt_hi = (uintptr_t)ss.ss_sp + ss.ss_size;
+        c->sp = (uintptr_t)__builtin_frame_address(0);
+    }
+    c->depth++;
     info_fn fi = atomic_load_explicit(&info[sig], memory_order_acquire);
     plain_fn fp = fi ? NULL : atomic_load_explicit(&plain[sig], memory_order_acquire);
     if (fi)
         fi(sig, si, uc);
     else if (fp)
         fp(sig);
-    gh__ip_bypass--;
+    *c = saved;
 }
 
 /* A handler of the program's (not SIG_DFL, SIG_IGN or SIG_ERR), whatever

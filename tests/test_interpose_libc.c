@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdint.h>
 #include <sys/eventfd.h>
@@ -436,9 +437,11 @@ static void *handler_main(void *arg)
     raise(SIGUSR1);
     assert_int_equal(sigaction(SIGUSR1, NULL, &o), 0);
     assert_ptr_equal(o.sa_handler, SIG_IGN);
-    /* and the default stays the default: SIGUSR1 ends a child */
-    pid_t pid = fork();
-    assert_true(pid >= 0);
+    /* and the default stays the default: SIGUSR1 ends a child (not under
+     * ThreadSanitizer, where the layer leaves sigaction to TSan's own
+     * interceptor, which takes this for a handler the same way) */
+    pid_t pid = HANDLER_READS ? fork() : -2;
+    assert_true(pid >= 0 || pid == -2);
     if (pid == 0) {
         a.sa_handler = SIG_DFL;
         sigaction(SIGUSR1, &a, NULL);
@@ -446,8 +449,10 @@ static void *handler_main(void *arg)
         _exit(0);
     }
     int st = 0;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGUSR1);
+    if (pid > 0) {
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGUSR1);
+    }
     assert_ptr_equal(signal(SIGUSR1, SIG_DFL), SIG_IGN);
     close(sv[0]);
     close(sv[1]);
@@ -460,6 +465,51 @@ static void test_signal_handlers_get_libc_calls(void **state)
     gh_test_run(1, handler_main, NULL);
 }
 
+/* A handler that leaves by siglongjmp: the layer is back on for the code
+ * it jumps to (a green read under a deadline scope ends with ETIMEDOUT; a
+ * libc read of the non-blocking-underneath socket would give EAGAIN). */
+static sigjmp_buf jump_back;
+
+static void jump_out(int sig)
+{
+    (void)sig;
+    siglongjmp(jump_back, 1);
+}
+
+static int scoped_read_errno(int fd)
+{
+    char c;
+    int64_t t = gh_timeout_begin(30);
+    ssize_t r = read(fd, &c, 1);
+    int e = errno;
+    gh_timeout_end(t);
+    return r < 0 ? e : 0;
+}
+
+static void *longjmp_main(void *arg)
+{
+    (void)arg;
+    int sv[2];
+    watch_by_reading(sv);
+    assert_int_equal(scoped_read_errno(sv[0]), ETIMEDOUT);
+    assert_ptr_equal(signal(SIGUSR2, jump_out), SIG_DFL);
+    if (sigsetjmp(jump_back, 1) == 0) {
+        raise(SIGUSR2);
+        fail_msg("the handler did not jump");
+    }
+    assert_int_equal(scoped_read_errno(sv[0]), ETIMEDOUT);
+    signal(SIGUSR2, SIG_DFL);
+    close(sv[0]);
+    close(sv[1]);
+    return NULL;
+}
+
+static void test_jump_out_of_a_handler_turns_the_layer_back_on(void **state)
+{
+    (void)state;
+    gh_test_run(1, longjmp_main, NULL);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_fclose_retires_the_watch),
     cmocka_unit_test(test_pclose_retires_the_watch_and_parks),
@@ -468,5 +518,6 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_fdopen_stream_blocks_as_believed),
     cmocka_unit_test(test_fdopen_keeps_callers_nonblocking),
     cmocka_unit_test(test_signal_handlers_get_libc_calls),
+    cmocka_unit_test(test_jump_out_of_a_handler_turns_the_layer_back_on),
 };
 GH_TEST_MAIN(tests)
