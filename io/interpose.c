@@ -512,14 +512,17 @@ GH_IP int gh__ip_dup(int fd)
     return r;
 }
 
-/* dup2/dup3 close fd2 first if it is open: through gh_close when a hub
- * may watch it (its watches must go before the number is reused), which
- * makes the replacement two steps where dup2 is one. */
+/* dup2/dup3 replace fd2 if it is open: what hubs (and plain threads) wait
+ * on it is retired first, as gh_close does, without closing it, so the
+ * replacement stays the one atomic step it is (closing first left the
+ * number free for another thread's new fd, which dup2 then replaced;
+ * found in review). */
 static void dup_target_close(int fd, int fd2)
 {
     struct gh__fdstate *b = fd2 != fd ? gh__fdstate_get(fd2) : NULL;
-    if (b && atomic_load_explicit(&b->hubmask, memory_order_relaxed))
-        gh_close(fd2);
+    if (b && (gh__fd_hubmask(b) || b->twaiters ||
+              atomic_load_explicit(&b->managed, memory_order_relaxed)))
+        gh__close_with(fd2, NULL, NULL);
 }
 
 GH_IP int gh__ip_dup3(int fd, int fd2, int fl)
@@ -619,10 +622,15 @@ GH_IP int gh__ip_setsockopt(int fd, int lvl, int opt, const void *v, socklen_t v
 
 /* ---- poll and select ----------------------------------------------------------------- */
 
+/* What a pollfd's events wait for.  Hang-ups and errors are reported
+ * whatever events asks, even none: such an entry waits for reading, whose
+ * edges they wake (a data edge wakes it for nothing, and the real poll()
+ * that follows says so). */
 static int gh_events(short ev)
 {
-    return ((ev & (POLLIN | POLLPRI | POLLRDHUP)) ? GH_READ : 0) |
-           ((ev & POLLOUT) ? GH_WRITE : 0);
+    int e = ((ev & (POLLIN | POLLPRI | POLLRDHUP)) ? GH_READ : 0) |
+            ((ev & POLLOUT) ? GH_WRITE : 0);
+    return e ? e : GH_READ;
 }
 
 /* ms left until `at` (0: none -> -1), never early. */

@@ -226,10 +226,36 @@ ssize_t gh__green_writev(int fd, const struct iovec *iov, int iovcnt, uint64_t a
     GREEN_CALL(fd, GH_WRITE, 0, at, GH_REAL(writev)(fd, iov, iovcnt));
 }
 
+static ssize_t recvfrom_once(int fd, void *buf, size_t len, int flags,
+                             struct sockaddr *addr, socklen_t *addrlen, uint64_t at)
+{
+    GREEN_READ(fd, len, flags, at, GH_REAL(recvfrom)(fd, buf, len, flags, addr, addrlen));
+}
+
+/* MSG_WAITALL, which a blocking socket honours by waiting until len bytes
+ * came (or EOF, an error, a signal): on the socket made non-blocking
+ * underneath the kernel returns what is there, so the rest is waited for
+ * here, each wait green.  What came before an error or EOF is returned,
+ * as the kernel does.  (Found in review: it returned short.) */
 ssize_t gh__green_recvfrom(int fd, void *buf, size_t len, int flags,
                            struct sockaddr *addr, socklen_t *addrlen, uint64_t at)
 {
-    GREEN_READ(fd, len, flags, at, GH_REAL(recvfrom)(fd, buf, len, flags, addr, addrlen));
+    if (!(flags & MSG_WAITALL) || (flags & (MSG_DONTWAIT | MSG_PEEK)))
+        return recvfrom_once(fd, buf, len, flags, addr, addrlen, at);
+    ssize_t r = recvfrom_once(fd, buf, len, flags, addr, addrlen, at);
+    int type = 0;
+    socklen_t tl = sizeof type;
+    if (r <= 0 || (size_t)r == len ||
+        getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_STREAM)
+        return r;   /* (a datagram is whole in one call: MSG_WAITALL means nothing) */
+    size_t got = (size_t)r;
+    while (got < len) {
+        r = recvfrom_once(fd, (char *)buf + got, len - got, flags, addr, addrlen, at);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    return (ssize_t)got;
 }
 
 ssize_t gh__green_sendto(int fd, const void *buf, size_t len, int flags,

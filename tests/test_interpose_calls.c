@@ -408,10 +408,94 @@ static void test_green_poll_keeps_blocking_flag(void **state)
     gh_test_run(1, poll_flags_main, NULL);
 }
 
+/* ---- recv MSG_WAITALL, poll for hang-ups only, dup2 onto a watched fd ---------------- */
+
+static void write_ab_cd(void *arg)
+{
+    int fd = *(int *)arg;
+    assert_int_equal(write(fd, "ab", 2), 2);
+    gh_sleep_ms(10);   /* the reader gets "ab" first, then waits for more */
+    assert_int_equal(write(fd, "cd", 2), 2);
+}
+
+static void close_peer(void *arg)
+{
+    assert_int_equal(close(*(int *)arg), 0);
+}
+
+static void *misc_main(void *arg)
+{
+    (void)arg;
+    int sv[2];
+    char buf[8];
+    /* MSG_WAITALL on a blocking-view stream: all 4 bytes, in two pieces */
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    struct witness w = { write_ab_cd, &sv[1] };
+    gh_greenlet *g = witness_spawn(&w);
+    atomic_store(&inside, 1);
+    ssize_t r = recv(sv[0], buf, 4, MSG_WAITALL);
+    atomic_store(&inside, 0);
+    assert_true(atomic_load(&seen_inside));
+    gh_join(g, NULL);
+    assert_int_equal(r, 4);
+    assert_memory_equal(buf, "abcd", 4);
+
+    /* poll with no events still reports the peer's hang-up */
+    struct pollfd p = { .fd = sv[0], .events = 0 };
+    struct witness wc = { close_peer, &sv[1] };
+    g = witness_spawn(&wc);
+    int64_t tp = gh_timeout_begin(LIMIT_MS);   /* (a poll's own timeout looks once more) */
+    atomic_store(&inside, 1);
+    int n = poll(&p, 1, -1);
+    atomic_store(&inside, 0);
+    gh_timeout_end(tp);
+    assert_true(atomic_load(&seen_inside));
+    gh_join(g, NULL);
+    assert_int_equal(n, 1);
+    assert_true(p.revents & POLLHUP);
+    close(sv[0]);
+
+    /* dup2 onto a number a hub watches: the number now names the new file,
+     * and a wait on it sees that file's readiness */
+    int a[2], b[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, a), 0);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, b), 0);
+    struct witness wx = { write_x, &a[1] };
+    g = witness_spawn(&wx);
+    atomic_store(&inside, 1);
+    assert_int_equal(read(a[0], buf, 1), 1);   /* the hub watches a[0] */
+    atomic_store(&inside, 0);
+    gh_join(g, NULL);
+    assert_int_equal(dup2(b[0], a[0]), a[0]);
+    struct witness wb = { write_x, &b[1] };
+    g = witness_spawn(&wb);
+    int64_t t = gh_timeout_begin(LIMIT_MS);
+    atomic_store(&inside, 1);
+    r = read(a[0], buf, 1);   /* b's data, through the number a[0] */
+    int e = errno;
+    atomic_store(&inside, 0);
+    gh_timeout_end(t);
+    if (r != 1)
+        fail_msg("read through the dup2'd number: %zd (%s)", r, strerror(e));
+    gh_join(g, NULL);
+    for (int i = 0; i < 2; i++) {
+        close(a[i]);
+        close(b[i]);
+    }
+    return NULL;
+}
+
+static void test_waitall_hangup_poll_and_dup2(void **state)
+{
+    (void)state;
+    gh_test_run(1, misc_main, NULL);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_epoll_wait_parks),
     cmocka_unit_test(test_mmsg_calls_block_as_believed),
     cmocka_unit_test(test_name_lookups_park),
     cmocka_unit_test(test_green_poll_keeps_blocking_flag),
+    cmocka_unit_test(test_waitall_hangup_poll_and_dup2),
 };
 GH_TEST_MAIN(tests)
