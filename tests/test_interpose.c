@@ -8,7 +8,7 @@
  * greenlet runs while the first is inside the call (it sees the first's
  * `inside` flag set), which a call that blocked the hub's thread would
  * make impossible (the second could only run after the call returned). */
-#include "gh_test.h"
+#include "gh_witness.h"
 
 #include <errno.h>
 #include <arpa/inet.h>
@@ -25,43 +25,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-static _Atomic int inside;        /* the first greenlet is in the call */
-static _Atomic int seen_inside;   /* the second ran while it was */
-
-/* Second greenlet: notes whether the first is inside its call, then runs
- * `then` (the thing that ends that call), if any. */
-struct witness {
-    void (*then)(void *);
-    void *arg;
-};
-
-static void *witness_fn(void *arg)
-{
-    struct witness *w = arg;
-    while (!atomic_load(&inside))
-        gh_yield();
-    atomic_store(&seen_inside, 1);
-    if (w->then)
-        w->then(w->arg);
-    return NULL;
-}
-
-static gh_greenlet *witness_spawn(struct witness *w)
-{
-    atomic_store(&inside, 0);
-    atomic_store(&seen_inside, 0);
-    gh_spawn_opts o = { .hub = 0, .pinned = 1 };
-    return gh_spawn_with(&o, witness_fn, w);
-}
-
-static bool kernel_nonblock(int fd)
-{
-    int (*real_fcntl)(int, int, ...);
-    void *p = gh_syscall_real("fcntl");
-    memcpy(&real_fcntl, &p, sizeof p);
-    return real_fcntl(fd, F_GETFL) & O_NONBLOCK;
-}
 
 /* ---- the layer is there ----------------------------------------------------------- */
 

@@ -4,7 +4,7 @@
  *
  * "The hub was not blocked" is shown as in test_interpose.c: on one hub, a
  * second greenlet runs while the first is inside the call. */
-#include "gh_test.h"
+#include "gh_witness.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -23,43 +23,6 @@
 #include <greenhub/interpose.h>
 
 enum { LIMIT_MS = 2000 };
-
-static _Atomic int inside;        /* the first greenlet is in the call */
-static _Atomic int seen_inside;   /* the second ran while it was */
-
-/* Second greenlet: waits until the first is inside its call, notes it,
- * then runs then(arg) (what ends the call), if any. */
-struct witness {
-    void (*then)(void *);
-    void *arg;
-};
-
-static void *witness_fn(void *arg)
-{
-    struct witness *w = arg;
-    while (!atomic_load(&inside))
-        gh_yield();
-    atomic_store(&seen_inside, 1);
-    if (w->then)
-        w->then(w->arg);
-    return NULL;
-}
-
-static gh_greenlet *witness_spawn(struct witness *w)
-{
-    atomic_store(&inside, 0);
-    atomic_store(&seen_inside, 0);
-    gh_spawn_opts o = { .hub = gh_hub_index(), .pinned = 1 };
-    return gh_spawn_with(&o, witness_fn, w);
-}
-
-static bool kernel_nonblock(int fd)
-{
-    int (*real_fcntl)(int, int, ...);
-    void *p = gh_syscall_real("fcntl");
-    memcpy(&real_fcntl, &p, sizeof p);
-    return real_fcntl(fd, F_GETFL) & O_NONBLOCK;
-}
 
 static uint64_t now_ms(void)
 {

@@ -11,7 +11,7 @@
  * it become ready.  A stale watch makes libuv believe N is registered
  * already, so the new file never reaches epoll and the wait runs into its
  * deadline scope: each case fails in 2 s instead of hanging. */
-#include "gh_test.h"
+#include "gh_witness.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -30,14 +30,6 @@
 #include <greenhub/interpose.h>
 
 enum { LIMIT_MS = 2000 };
-
-static bool kernel_nonblock(int fd)
-{
-    int (*real_fcntl)(int, int, ...);
-    void *p = gh_syscall_real("fcntl");
-    memcpy(&real_fcntl, &p, sizeof p);
-    return real_fcntl(fd, F_GETFL) & O_NONBLOCK;
-}
 
 /* A greenlet that writes n bytes of buf to fd once the reader parked. */
 struct later {
