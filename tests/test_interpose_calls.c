@@ -17,6 +17,7 @@
 #include <stdatomic.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -454,11 +455,89 @@ static void test_waitall_hangup_poll_and_dup2(void **state)
     gh_test_run(1, misc_main, NULL);
 }
 
+/* ---- poll on mixed fds; getaddrinfo ---------------------------------------------- */
+
+static void *mixed_main(void *arg)
+{
+    (void)arg;
+    /* a socket the caller left blocking, one it made non-blocking, a pipe
+     * the layer did not make, and a regular file (always ready: epoll
+     * cannot watch one) */
+    int a[2], b[2], p[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, a), 0);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, b), 0);
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    char path[] = "/tmp/gh-mixed-XXXXXX";
+    int f = mkstemp(path);
+    assert_true(f >= 0);
+    unlink(path);
+    struct pollfd pf[4] = {
+        { .fd = a[0], .events = POLLIN }, { .fd = b[0], .events = POLLIN },
+        { .fd = p[0], .events = POLLIN }, { .fd = f, .events = POLLIN },
+    };
+    assert_int_equal(poll(pf, 4, LIMIT_MS), 1);   /* the file, at once */
+    assert_true(pf[3].revents & POLLIN);
+    /* without the file: the non-blocking socket becomes ready while we wait */
+    struct witness w = { write_x, &b[1] };
+    gh_greenlet *g = witness_spawn(&w);
+    atomic_store(&inside, 1);
+    int r = poll(pf, 3, LIMIT_MS);
+    atomic_store(&inside, 0);
+    assert_true(atomic_load(&seen_inside));
+    gh_join(g, NULL);
+    assert_int_equal(r, 1);
+    assert_int_equal(pf[0].revents, 0);
+    assert_true(pf[1].revents & POLLIN);
+    assert_int_equal(pf[2].revents, 0);
+    /* and the pipe */
+    char c;
+    assert_int_equal(read(b[0], &c, 1), 1);
+    w.arg = &p[1];
+    g = witness_spawn(&w);
+    atomic_store(&inside, 1);
+    r = poll(pf, 3, LIMIT_MS);
+    atomic_store(&inside, 0);
+    gh_join(g, NULL);
+    assert_int_equal(r, 1);
+    assert_true(pf[2].revents & POLLIN);
+    close(f);
+    for (int i = 0; i < 2; i++) {
+        close(a[i]);
+        close(b[i]);
+        close(p[i]);
+    }
+    return NULL;
+}
+
+static void *gai_main(void *arg)
+{
+    (void)arg;
+    struct addrinfo hints = { .ai_family = AF_INET, .ai_socktype = SOCK_STREAM }, *res = NULL;
+    int r = WITNESSED(getaddrinfo("localhost", "80", &hints, &res));
+    assert_int_equal(r, 0);
+    assert_non_null(res);
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)res->ai_addr;
+    assert_int_equal(ntohl(sin->sin_addr.s_addr), INADDR_LOOPBACK);
+    assert_int_equal(ntohs(sin->sin_port), 80);
+    freeaddrinfo(res);
+    res = NULL;
+    assert_int_not_equal(getaddrinfo("localhost", "no-such-service-here", &hints, &res), 0);
+    return NULL;
+}
+
+static void test_poll_mixed_fds_and_getaddrinfo(void **state)
+{
+    (void)state;
+    gh_test_run(1, mixed_main, NULL);
+    gh_test_run(1, gai_main, NULL);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_epoll_wait_parks),
     cmocka_unit_test(test_mmsg_calls_block_as_believed),
     cmocka_unit_test(test_name_lookups_park),
     cmocka_unit_test(test_green_poll_keeps_blocking_flag),
     cmocka_unit_test(test_waitall_hangup_poll_and_dup2),
+    cmocka_unit_test(test_poll_mixed_fds_and_getaddrinfo),
 };
 GH_TEST_MAIN(tests)
