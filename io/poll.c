@@ -279,15 +279,16 @@ static int epset_open(struct gh__hub *h)
     }
     int err;
     GH_IP_BYPASS(err = -uv_poll_init(&h->loop, &w->handle, w->epfd));
-    if (!err && (err = -uv_poll_start(&w->handle, UV_READABLE, on_epoll)))
-        uv_close((uv_handle_t *)&w->handle, NULL);   /* (not expected) */
     if (err) {
         GH_REAL(close)(w->epfd);
-        if (!uv_is_closing((uv_handle_t *)&w->handle))
-            free(w);
+        free(w);
         return err;
     }
     w->handle.data = h;
+    if ((err = -uv_poll_start(&w->handle, UV_READABLE, on_epoll))) {
+        uv_close((uv_handle_t *)&w->handle, epwatch_closed);   /* closes the set, frees w */
+        return err;
+    }
     io->epfd = w->epfd;
     io->epw = w;
     return 0;
@@ -704,7 +705,7 @@ int gh_wait_fd(int fd, int events, int64_t timeout_ms)
         (events & ~(GH_READ | GH_WRITE)) || timeout_ms < -1)
         return EINVAL;
     /* Its caller has not necessarily met EAGAIN: look first (see
-     * "Level semantics" at the top). */
+     * "Looking first" at the top). */
     struct gh__hub *h = gh__hub_self();
     if (h && h->current && timeout_ms != 0) {
         int err = wait_thread(fd, events, 0);
