@@ -12,15 +12,19 @@
  * (in poll(2)), honouring the thread's deadline scope.
  *
  * One exception to "the call first": after a read-side call (gh_read,
- * gh_readv, gh_recv, gh_recvfrom) on a byte stream returned fewer bytes
+ * gh_readv, gh_recv, gh_recvfrom) on a TCP socket returned fewer bytes
  * than asked, it emptied the descriptor, and the next such call on it
  * from the same hub waits for readiness before its call, saving the read
  * that would fail with EAGAIN (as Tokio clears readiness after a short
  * read; a request/response connection then costs two system calls per
  * round trip, not three).  What it returns is unchanged: if that wait
  * ends with a deadline or a kill, the call is made anyway and its data
- * wins.  MSG_DONTWAIT and MSG_PEEK calls and datagram sockets never wait
- * first.
+ * wins.  MSG_DONTWAIT and MSG_PEEK calls never wait first, nor do calls on
+ * other descriptors (whose short reads may leave data queued: a unix
+ * socket at a message carrying descriptors, a pipe in packet mode, a
+ * pty), nor any call after the peer hung up.  gh_recv and gh_recvfrom
+ * with MSG_WAITALL on a stream wait until len bytes came, EOF or an
+ * error, as a blocking socket does.
  *
  * Fairness.  A greenlet whose calls never have to wait (a fast peer, a
  * file) would never give up its hub; so after 128 successful mirror calls
