@@ -92,13 +92,15 @@ static void *make_ctx(char *stack, size_t size, void (*entry)(void))
     uintptr_t top = ((uintptr_t)(stack + size)) & ~(uintptr_t)15;
     uint64_t fpu = fpu_get();
 #if defined(__x86_64__)
-    uint64_t *f = (uint64_t *)(top - 8 - 0x40);   /* rsp = top-8 at entry */
+    /* FPU words, resume address, rbp; rsp = f + 16 = top - 56 at entry,
+     * as a call leaves it (8 mod 16). */
+    uint64_t *f = (uint64_t *)(top - 8 - 0x40);
     memset(f, 0, 0x48);
     uint32_t mx = (uint32_t)fpu;
     uint16_t cw = (uint16_t)(fpu >> 32);
     memcpy(f, &mx, 4);
     memcpy((char *)f + 4, &cw, 2);
-    f[7] = (uint64_t)(uintptr_t)entry;
+    f[1] = (uint64_t)(uintptr_t)entry;
 #else
     uint64_t *f = (uint64_t *)(top - 0xb0);       /* sp = top at entry */
     memset(f, 0, 0xb0);
@@ -140,6 +142,65 @@ static void test_switch_preserves_registers(void **state)
     for (size_t p = 0; p < NPAIRS; p++)
         munmap(stacks[p], sz);
 }
+
+#if defined(__x86_64__)
+#include "context.h"
+
+/* The inline switch (x86-64) tells the compiler that every register but
+ * rsp and rbp dies across it.  Here twelve doubles are live across the
+ * switch in a function the switch is inlined into, and the other context
+ * overwrites all sixteen xmm registers: with an xmm register missing from
+ * the clobber list the compiler keeps a value there and the sum is wrong. */
+static void *x_main_sp, *x_b_sp;
+static volatile double x_seed = 1.5;
+
+static void xmm_b_entry(void)
+{
+    for (;;) {
+        __asm__ volatile("pcmpeqd %%xmm0, %%xmm0\n\t"
+                         "movdqa %%xmm0, %%xmm1\n\tmovdqa %%xmm0, %%xmm2\n\t"
+                         "movdqa %%xmm0, %%xmm3\n\tmovdqa %%xmm0, %%xmm4\n\t"
+                         "movdqa %%xmm0, %%xmm5\n\tmovdqa %%xmm0, %%xmm6\n\t"
+                         "movdqa %%xmm0, %%xmm7\n\tmovdqa %%xmm0, %%xmm8\n\t"
+                         "movdqa %%xmm0, %%xmm9\n\tmovdqa %%xmm0, %%xmm10\n\t"
+                         "movdqa %%xmm0, %%xmm11\n\tmovdqa %%xmm0, %%xmm12\n\t"
+                         "movdqa %%xmm0, %%xmm13\n\tmovdqa %%xmm0, %%xmm14\n\t"
+                         "movdqa %%xmm0, %%xmm15"
+                         ::: "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6",
+                             "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12",
+                             "xmm13", "xmm14", "xmm15");
+        gh__ctx_switch_inline(&x_b_sp, x_main_sp, NULL);
+    }
+}
+
+/* The empty asm pins each value into an xmm register once it is computed,
+ * so the compiler cannot sink the arithmetic below the switch. */
+#define XMM_VAL(i) double v##i = a * ((i) + 1) + 0.25 * (i); __asm__("" : "+x"(v##i))
+static __attribute__((noinline)) double xmm_live_across_switch(void)
+{
+    double a = x_seed;
+    XMM_VAL(0); XMM_VAL(1); XMM_VAL(2); XMM_VAL(3); XMM_VAL(4); XMM_VAL(5);
+    XMM_VAL(6); XMM_VAL(7); XMM_VAL(8); XMM_VAL(9); XMM_VAL(10); XMM_VAL(11);
+    gh__ctx_switch_inline(&x_main_sp, x_b_sp, NULL);
+    return v0 * 2 + v1 * 3 + v2 * 4 + v3 * 5 + v4 * 6 + v5 * 7 + v6 * 8 +
+           v7 * 9 + v8 * 10 + v9 * 11 + v10 * 12 + v11 * 13;
+}
+
+static void test_inline_switch_keeps_values_live_in_xmm(void **state)
+{
+    (void)state;
+    size_t sz = 64 * 1024;
+    char *stack = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(stack != MAP_FAILED);
+    x_b_sp = make_ctx(stack, sz, xmm_b_entry);
+    double want = 0;
+    for (int i = 0; i < 12; i++)
+        want += (x_seed * (i + 1) + 0.25 * i) * (i + 2);
+    for (int round = 0; round < 100; round++)
+        assert_true(xmm_live_across_switch() == want);
+    munmap(stack, sz);
+}
+#endif
 
 /* ---- through the runtime ------------------------------------------------------ */
 
@@ -269,6 +330,9 @@ static void test_overflow_canary(void **state) { (void)state; overflow_death("ca
 
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_switch_preserves_registers),
+#if defined(__x86_64__)
+    cmocka_unit_test(test_inline_switch_keeps_values_live_in_xmm),
+#endif
     cmocka_unit_test(test_deep_recursion_fits),
     cmocka_unit_test(test_overflow_madvise),
     cmocka_unit_test(test_overflow_mprotect),
