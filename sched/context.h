@@ -31,6 +31,15 @@ struct gh__stack_slot;
 
 struct gh__ctx {
     void *sp;            /* saved stack pointer while switched out */
+#if defined(__x86_64__)
+    /* The rest of the suspended state the x86-64 switch keeps here rather
+     * than on the stack (see gh__ctx_switch_inline): */
+    void *pc;            /* where the context resumes */
+    void *bp;            /* its rbp */
+    uint32_t mxcsr;      /* its SSE control/status word */
+    uint16_t fpucw;      /* its x87 control word */
+    uint16_t pad_;
+#endif
     char *stack_lo;      /* lowest usable byte of the stack */
     size_t stack_size;   /* usable bytes above stack_lo */
     void *asan_fake;     /* ASan fake-stack handle while switched out */
@@ -40,12 +49,17 @@ struct gh__ctx {
                                    * own size and for a hub's context */
 };
 
-/* The switch, out of line (every CPU): saves the caller's state, loads
- * to_sp's and returns `arg` in the resumed context.  On x86-64 it is
- * gh__ctx_switch_inline below behind a call (switch_x86_64_sysv.c), used by
- * the tests that prove the inline form's register list; elsewhere it is
- * the hand-written switch_<arch>.S. */
+/* The switch, out of line: saves the caller's state, loads the target's
+ * and returns `arg` in the resumed context.  On x86-64 it is
+ * gh__ctx_switch_inline below behind a call (switch_x86_64_sysv.c), there
+ * for the tests that prove the inline form's register list, and it takes
+ * the two contexts; on AArch64 it is switch_aarch64_aapcs.S and takes
+ * &from->sp and to->sp. */
+#if defined(__x86_64__)
+void *gh__ctx_switch(struct gh__ctx *from, struct gh__ctx *to, void *arg);
+#else
 void *gh__ctx_switch(void **save_sp, void *to_sp, void *arg);
+#endif
 void gh__ctx_trampoline(void);
 
 #if defined(__x86_64__)
@@ -54,32 +68,43 @@ void gh__ctx_trampoline(void);
  * would pop in *another* context, so every `ret` after a switch was
  * predicted from the wrong context's call chain, and a switch between two
  * different call sites (a greenlet parking into the scheduler loop) paid a
- * misprediction on each.  Inline, a switch is a push of a resume address
- * and an indirect `jmp` to the target's (predicted from branch history), and
- * calls and returns stay paired within each context.  Measured with two
- * raw contexts switching from different call sites: 10.1 ns per switch
- * with call/ret, 2.5 ns inline; Boost.Context's jump_fcontext 3.7 ns.
+ * misprediction on each.  Inline, a switch stores a resume address and
+ * ends in an indirect `jmp` to the target's (predicted from branch
+ * history), and calls and returns stay paired within each context.
+ * Measured with two raw contexts switching from different call sites:
+ * 10.1 ns per switch with call/ret, 2.5 ns inline; Boost.Context's
+ * jump_fcontext 3.7 ns.
  *
- * The frame a suspended context leaves on its stack (sp points here):
- *
- *   sp + 0x00  | MXCSR (4 bytes) | x87 control word (2) | pad (2) |
- *   sp + 0x08  | resume address |
- *   sp + 0x10  | rbp |
- *   sp + 0x18  | 128 bytes skipped: the red zone of the suspended code |
+ * What a suspended context needs besides its stack pointer (the resume
+ * address, rbp, MXCSR and the x87 control word) is kept in its struct
+ * gh__ctx, not pushed on its stack: the scheduler has just read that struct
+ * to pick the target, so the switch reads warm memory, while the target's
+ * stack is often cold (a server with a thousand connections resumes each
+ * greenlet once per request: the first load from its stack was 5% of the
+ * echo server's CPU samples).  It also writes nothing below rsp, so the
+ * red zone of the function around the switch needs no care.
  *
  * Only rbp is saved by hand (it may be the frame pointer, which cannot be
  * named as clobbered).  Every other register is in the clobber list, so
- * the compiler saves just the ones live across the switch, in the frame of
- * the function the switch is inlined into; the callee-saved ones a call
- * would make it save (rbx, r12-r15) it now saves only where they hold
- * something.  The red zone is skipped because the function around the
- * switch may be a leaf that keeps locals below rsp, where the pushes go.
- * The FPU control words are callee-saved state (the ABI) and travel with
- * the context; they are reloaded only when the target's differ (ldmxcsr
- * and fldcw are microcoded; nearly every program keeps one setting).
+ * the compiler saves the ones live across the switch in the frame of the
+ * function the switch is inlined into.  The FPU control words are
+ * callee-saved state (the ABI) and travel with the context; they are
+ * reloaded only when the target's differ (ldmxcsr and fldcw are
+ * microcoded; nearly every program keeps one setting).
  *
- * Arrival: rsp = sp + 0x10, rdx = arg, at the resume address; for a new
+ * Arrival: rsp, rbp as saved, rdx = arg, at the resume address; for a new
  * context that is gh__ctx_trampoline (switch_x86_64_sysv.S). */
+#define GH__CTX_PC 8
+#define GH__CTX_BP 16
+#define GH__CTX_MXCSR 24
+#define GH__CTX_FPUCW 28
+_Static_assert(offsetof(struct gh__ctx, sp) == 0, "switch: sp");
+_Static_assert(offsetof(struct gh__ctx, pc) == GH__CTX_PC, "switch: pc");
+_Static_assert(offsetof(struct gh__ctx, bp) == GH__CTX_BP, "switch: bp");
+_Static_assert(offsetof(struct gh__ctx, mxcsr) == GH__CTX_MXCSR, "switch: mxcsr");
+_Static_assert(offsetof(struct gh__ctx, fpucw) == GH__CTX_FPUCW, "switch: fpucw");
+#define GH__STR_(x) #x
+#define GH__STR(x) GH__STR_(x)
 #if defined(__AVX512F__)
 #define GH__SWITCH_CLOBBER_AVX512 , "xmm16", "xmm17", "xmm18", "xmm19", \
     "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", \
@@ -88,36 +113,33 @@ void gh__ctx_trampoline(void);
 #define GH__SWITCH_CLOBBER_AVX512
 #endif
 static inline __attribute__((always_inline)) void *
-gh__ctx_switch_inline(void **save_sp, void *to_sp, void *arg)
+gh__ctx_switch_inline(struct gh__ctx *from, struct gh__ctx *to, void *arg)
 {
     __asm__ volatile(
-        "leaq   -128(%%rsp), %%rsp\n\t"  /* over the red zone */
-        "pushq  %%rbp\n\t"
         "leaq   1f(%%rip), %%rax\n\t"
-        "pushq  %%rax\n\t"               /* where we resume */
-        "subq   $8, %%rsp\n\t"
-        "stmxcsr (%%rsp)\n\t"
-        "fnstcw 4(%%rsp)\n\t"
-        "movq   %%rsp, (%%rdi)\n\t"     /* *save_sp */
-        "movl   (%%rsp), %%eax\n\t"     /* our FPU words (each loaded with */
-        "movzwl 4(%%rsp), %%ecx\n\t"    /*   its store's width: forwards) */
-        "movq   %%rsi, %%rsp\n\t"       /* now on the target's stack */
-        "cmpl   %%eax, (%%rsp)\n\t"
+        "movq   %%rax, " GH__STR(GH__CTX_PC) "(%%rdi)\n\t"
+        "movq   %%rbp, " GH__STR(GH__CTX_BP) "(%%rdi)\n\t"
+        "stmxcsr " GH__STR(GH__CTX_MXCSR) "(%%rdi)\n\t"
+        "fnstcw " GH__STR(GH__CTX_FPUCW) "(%%rdi)\n\t"
+        "movq   %%rsp, (%%rdi)\n\t"
+        /* the target's FPU words the same as ours (as nearly always)?
+         * Each loaded with the width of its store, so the loads forward. */
+        "movl   " GH__STR(GH__CTX_MXCSR) "(%%rdi), %%eax\n\t"
+        "cmpl   %%eax, " GH__STR(GH__CTX_MXCSR) "(%%rsi)\n\t"
         "jne    2f\n\t"
-        "cmpw   %%cx, 4(%%rsp)\n\t"
+        "movzwl " GH__STR(GH__CTX_FPUCW) "(%%rdi), %%eax\n\t"
+        "cmpw   %%ax, " GH__STR(GH__CTX_FPUCW) "(%%rsi)\n\t"
         "jne    2f\n"
         "3:\n\t"
-        "movq   8(%%rsp), %%rax\n\t"
-        "leaq   16(%%rsp), %%rsp\n\t"
-        "jmp    *%%rax\n"                /* into the target */
-        "2:\n\t"
-        "ldmxcsr (%%rsp)\n\t"           /* the target's FPU control state */
-        "fldcw  4(%%rsp)\n\t"
+        "movq   " GH__STR(GH__CTX_BP) "(%%rsi), %%rbp\n\t"
+        "movq   (%%rsi), %%rsp\n\t"     /* now on the target's stack */
+        "jmp    *" GH__STR(GH__CTX_PC) "(%%rsi)\n"
+        "2:\n\t"                         /* no: load them */
+        "ldmxcsr " GH__STR(GH__CTX_MXCSR) "(%%rsi)\n\t"
+        "fldcw  " GH__STR(GH__CTX_FPUCW) "(%%rsi)\n\t"
         "jmp    3b\n"
-        "1:\n\t"                        /* resumed: rdx = arg */
-        "popq   %%rbp\n\t"
-        "leaq   128(%%rsp), %%rsp"
-        : "+d"(arg), "+D"(save_sp), "+S"(to_sp)
+        "1:"                               /* resumed: rdx = arg */
+        : "+d"(arg), "+D"(from), "+S"(to)
         :
         : "rax", "rbx", "rcx", "r8", "r9", "r10", "r11", "r12", "r13", "r14",
           "r15", "memory", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5",
@@ -127,28 +149,22 @@ gh__ctx_switch_inline(void **save_sp, void *to_sp, void *arg)
     return arg;
 }
 
-/* Writes the frame above at the top of ctx's stack, resuming in the
- * trampoline with a 16-byte aligned stack.  The FPU control state is
- * inherited from the creating thread, as a new thread inherits it. */
+/* A new context resumes in the trampoline at the top of its stack (16-byte
+ * aligned, as the trampoline's call needs), with the FPU control state of
+ * the creating thread, as a new thread inherits it. */
 static inline void gh__ctx_make(struct gh__ctx *ctx)
 {
     uintptr_t top = (uintptr_t)(ctx->stack_lo + ctx->stack_size) & ~(uintptr_t)15;
-    uint64_t *f = (uint64_t *)(top - 0x40);
-    uint32_t mxcsr;
-    uint16_t fpucw;
-    __asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
-    __asm__ volatile("fnstcw %0" : "=m"(fpucw));
-    memset(f, 0, 0x40);
-    memcpy((char *)f, &mxcsr, 4);
-    memcpy((char *)f + 4, &fpucw, 2);
-    f[1] = (uint64_t)(uintptr_t)gh__ctx_trampoline;
-    ctx->sp = f;
+    __asm__ volatile("stmxcsr %0" : "=m"(ctx->mxcsr));
+    __asm__ volatile("fnstcw %0" : "=m"(ctx->fpucw));
+    ctx->sp = (void *)top;
+    ctx->pc = (void *)(uintptr_t)gh__ctx_trampoline;
+    ctx->bp = NULL;
 }
 #elif defined(__aarch64__)
 /* Writes the frame gh__ctx_switch expects (switch_aarch64_aapcs.S) at the
  * top of ctx's stack, so that the first switch to it enters the trampoline
  * with a 16-byte aligned stack. */
-#define gh__ctx_switch_inline gh__ctx_switch
 static inline void gh__ctx_make(struct gh__ctx *ctx)
 {
     uintptr_t top = (uintptr_t)(ctx->stack_lo + ctx->stack_size) & ~(uintptr_t)15;
@@ -223,7 +239,11 @@ static inline void *gh__ctx_jump(struct gh__ctx *from, struct gh__ctx *to,
 {
     gh__asan_leave(from, to, from_dies);
     gh__tsan_leave(to);
-    arg = gh__ctx_switch_inline(&from->sp, to->sp, arg);
+#if defined(__x86_64__)
+    arg = gh__ctx_switch_inline(from, to, arg);
+#else
+    arg = gh__ctx_switch(&from->sp, to->sp, arg);
+#endif
     gh__asan_arrive(from);
     return arg;
 }

@@ -8,7 +8,7 @@
 #include "context.h"
 
 __attribute__((noinline, visibility("hidden")))
-void *gh__ctx_switch(void **save_sp, void *to_sp, void *arg)
+void *gh__ctx_switch(struct gh__ctx *from, struct gh__ctx *to, void *arg)
 {
-    return gh__ctx_switch_inline(save_sp, to_sp, arg);
+    return gh__ctx_switch_inline(from, to, arg);
 }

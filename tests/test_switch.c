@@ -18,13 +18,24 @@ const char *__asan_default_options(void);
 const char *__asan_default_options(void) { return "allow_user_segv_handler=1"; }
 #endif
 
-void *gh__ctx_switch(void **save_sp, void *to_sp, void *arg);
-int gh_test_switch_keep(void **save, void *to, void *arg);
-void gh_test_switch_clobber(void **save, void *to, void *arg);
+#include "context.h"
+
+/* tests/regs_<arch>.S: they call gh__ctx_switch with these arguments. */
+int gh_test_switch_keep(void *from, void *to, void *arg);
+void gh_test_switch_clobber(void *from, void *to, void *arg);
+/* gh__ctx_switch's arguments for contexts `from` and `to`: the contexts
+ * themselves on x86-64, &from->sp and to->sp on AArch64 (context.h). */
+#if defined(__x86_64__)
+#define SW_FROM(c) ((void *)(c))
+#define SW_TO(c) ((void *)(c))
+#else
+#define SW_FROM(c) ((void *)&(c)->sp)
+#define SW_TO(c) ((c)->sp)
+#endif
 
 /* ---- raw switch: two contexts, no scheduler ------------------------------ */
 
-static void *main_sp, *b_sp;
+static struct gh__ctx main_ctx, b_ctx;
 static unsigned b_rounds;
 static int b_fpu_ok = 1;
 
@@ -79,35 +90,31 @@ static void b_entry(void)
     fpu_set(fpu_b);
     for (;;) {
         b_rounds++;
-        gh_test_switch_clobber(&b_sp, main_sp, NULL);
+        gh_test_switch_clobber(SW_FROM(&b_ctx), SW_TO(&main_ctx), NULL);
         if (fpu_get() != fpu_b)
             b_fpu_ok = 0;
     }
 }
 
-/* A context whose first switch-in calls entry (see the frame layouts in
- * sched/switch_*.S), with the caller's FPU control state. */
-static void *make_ctx(char *stack, size_t size, void (*entry)(void))
+/* A context whose first switch-in enters entry (as if called, so entry
+ * must never return), with the caller's FPU control state. */
+static void make_ctx(struct gh__ctx *c, char *stack, size_t size, void (*entry)(void))
 {
     uintptr_t top = ((uintptr_t)(stack + size)) & ~(uintptr_t)15;
     uint64_t fpu = fpu_get();
+    memset(c, 0, sizeof *c);
 #if defined(__x86_64__)
-    /* FPU words, resume address, rbp; rsp = f + 16 = top - 56 at entry,
-     * as a call leaves it (8 mod 16). */
-    uint64_t *f = (uint64_t *)(top - 8 - 0x40);
-    memset(f, 0, 0x48);
-    uint32_t mx = (uint32_t)fpu;
-    uint16_t cw = (uint16_t)(fpu >> 32);
-    memcpy(f, &mx, 4);
-    memcpy((char *)f + 4, &cw, 2);
-    f[1] = (uint64_t)(uintptr_t)entry;
+    c->sp = (void *)(top - 8);     /* 8 mod 16, as a call leaves it */
+    c->pc = (void *)(uintptr_t)entry;
+    c->mxcsr = (uint32_t)fpu;
+    c->fpucw = (uint16_t)(fpu >> 32);
 #else
     uint64_t *f = (uint64_t *)(top - 0xb0);       /* sp = top at entry */
     memset(f, 0, 0xb0);
     f[11] = (uint64_t)(uintptr_t)entry;           /* x30 */
     f[20] = fpu;                                  /* FPCR */
+    c->sp = f;
 #endif
-    return f;
 }
 
 static void test_switch_preserves_registers(void **state)
@@ -128,10 +135,10 @@ static void test_switch_preserves_registers(void **state)
         char *stack = stacks[p];
         fpu_b = fpu_pairs[p][1];
         b_rounds = 0;
-        b_sp = make_ctx(stack, sz, b_entry);
+        make_ctx(&b_ctx, stack, sz, b_entry);
         fpu_set(fpu_pairs[p][0]);
         for (int i = 0; i < 1000; i++) {
-            int changed = gh_test_switch_keep(&main_sp, b_sp, NULL);
+            int changed = gh_test_switch_keep(SW_FROM(&main_ctx), SW_TO(&b_ctx), NULL);
             assert_int_equal(changed, 0);
             assert_true(fpu_get() == fpu_pairs[p][0]);
         }
@@ -144,14 +151,12 @@ static void test_switch_preserves_registers(void **state)
 }
 
 #if defined(__x86_64__)
-#include "context.h"
-
 /* The inline switch (x86-64) tells the compiler that every register but
  * rsp and rbp dies across it.  Here twelve doubles are live across the
  * switch in a function the switch is inlined into, and the other context
  * overwrites all sixteen xmm registers: with an xmm register missing from
  * the clobber list the compiler keeps a value there and the sum is wrong. */
-static void *x_main_sp, *x_b_sp;
+static struct gh__ctx x_main, x_b;
 static volatile double x_seed = 1.5;
 
 static void xmm_b_entry(void)
@@ -169,7 +174,7 @@ static void xmm_b_entry(void)
                          ::: "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6",
                              "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12",
                              "xmm13", "xmm14", "xmm15");
-        gh__ctx_switch_inline(&x_b_sp, x_main_sp, NULL);
+        gh__ctx_switch_inline(&x_b, &x_main, NULL);
     }
 }
 
@@ -181,7 +186,7 @@ static __attribute__((noinline)) double xmm_live_across_switch(void)
     double a = x_seed;
     XMM_VAL(0); XMM_VAL(1); XMM_VAL(2); XMM_VAL(3); XMM_VAL(4); XMM_VAL(5);
     XMM_VAL(6); XMM_VAL(7); XMM_VAL(8); XMM_VAL(9); XMM_VAL(10); XMM_VAL(11);
-    gh__ctx_switch_inline(&x_main_sp, x_b_sp, NULL);
+    gh__ctx_switch_inline(&x_main, &x_b, NULL);
     return v0 * 2 + v1 * 3 + v2 * 4 + v3 * 5 + v4 * 6 + v5 * 7 + v6 * 8 +
            v7 * 9 + v8 * 10 + v9 * 11 + v10 * 12 + v11 * 13;
 }
@@ -192,7 +197,7 @@ static void test_inline_switch_keeps_values_live_in_xmm(void **state)
     size_t sz = 64 * 1024;
     char *stack = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     assert_true(stack != MAP_FAILED);
-    x_b_sp = make_ctx(stack, sz, xmm_b_entry);
+    make_ctx(&x_b, stack, sz, xmm_b_entry);
     double want = 0;
     for (int i = 0; i < 12; i++)
         want += (x_seed * (i + 1) + 0.25 * i) * (i + 2);
