@@ -253,12 +253,32 @@ static void local_push(struct gh__hub *h, gh_greenlet *g)
     local_len_set(h, h->local_len + 1);
 }
 
+/* Warms what the switch to g, the next greenlet of the local list, will
+ * touch: the top of its stack (the resumed code pops its registers there
+ * and pushes below), and the control block of the one after it, whose
+ * stack pointer the next call reads.  A server's local list is the batch of
+ * greenlets its last poll woke, each resumed once per request with its
+ * stack long out of the cache: at 1000 echo connections the first touch of
+ * the resumed stack was 4-5% of the server's CPU samples.  With this, 3 of 3
+ * alternating runs served 3% more messages/s; at 100 connections, where
+ * the stacks stay cached, no change. */
+static inline void prefetch_next_run(gh_greenlet *g)
+{
+    char *sp = g->ctx.sp;
+    __builtin_prefetch(sp - 8, 1, 3);
+    __builtin_prefetch(sp + 56, 1, 3);
+    if (g->qnext)
+        __builtin_prefetch(g->qnext, 1, 3);
+}
+
 static gh_greenlet *local_pop(struct gh__hub *h)
 {
     gh_greenlet *g = h->local_head;
     if (g) {
         h->local_head = g->qnext;
-        if (!h->local_head)
+        if (h->local_head)
+            prefetch_next_run(h->local_head);
+        else
             h->local_tail = NULL;
         g->qnext = NULL;
         local_len_set(h, h->local_len - 1);
