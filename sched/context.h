@@ -90,7 +90,10 @@ void gh__ctx_trampoline(void);
  * function the switch is inlined into.  The FPU control words are
  * callee-saved state (the ABI) and travel with the context; they are
  * reloaded only when the target's differ (ldmxcsr and fldcw are
- * microcoded; nearly every program keeps one setting).
+ * microcoded; nearly every program keeps one setting).  MXCSR's sticky
+ * exception flags (bits 0-5) are caller-saved, as FPSR on AArch64, and do
+ * not count as a difference: one context that raised "inexact" would
+ * otherwise make every switch to and from it take the slow path.
  *
  * Arrival: rsp, rbp as saved, rdx = arg, at the resume address; for a new
  * context that is gh__ctx_trampoline (switch_x86_64_sysv.S). */
@@ -108,14 +111,23 @@ _Static_assert(offsetof(struct gh__ctx, fpucw) == GH__CTX_FPUCW, "switch: fpucw"
 #if defined(__AVX512F__)
 #define GH__SWITCH_CLOBBER_AVX512 , "xmm16", "xmm17", "xmm18", "xmm19", \
     "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", \
-    "xmm28", "xmm29", "xmm30", "xmm31", "k1", "k2", "k3", "k4", "k5", "k6", "k7"
+    "xmm28", "xmm29", "xmm30", "xmm31", "k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7"
 #else
 #define GH__SWITCH_CLOBBER_AVX512
+#endif
+/* A call gets a vzeroupper from the compiler when AVX code may have left
+ * the upper halves dirty (SSE code after it would pay a transition); the
+ * asm must say it itself.  Free: every ymm register is clobbered anyway. */
+#if defined(__AVX__)
+#define GH__SWITCH_VZEROUPPER "vzeroupper\n\t"
+#else
+#define GH__SWITCH_VZEROUPPER
 #endif
 static inline __attribute__((always_inline)) void *
 gh__ctx_switch_inline(struct gh__ctx *from, struct gh__ctx *to, void *arg)
 {
     __asm__ volatile(
+        GH__SWITCH_VZEROUPPER
         "leaq   1f(%%rip), %%rax\n\t"
         "movq   %%rax, " GH__STR(GH__CTX_PC) "(%%rdi)\n\t"
         "movq   %%rbp, " GH__STR(GH__CTX_BP) "(%%rdi)\n\t"
@@ -125,7 +137,8 @@ gh__ctx_switch_inline(struct gh__ctx *from, struct gh__ctx *to, void *arg)
         /* the target's FPU words the same as ours (as nearly always)?
          * Each loaded with the width of its store, so the loads forward. */
         "movl   " GH__STR(GH__CTX_MXCSR) "(%%rdi), %%eax\n\t"
-        "cmpl   %%eax, " GH__STR(GH__CTX_MXCSR) "(%%rsi)\n\t"
+        "xorl   " GH__STR(GH__CTX_MXCSR) "(%%rsi), %%eax\n\t"
+        "testl  $-64, %%eax\n\t"        /* the control bits (6-15) only */
         "jne    2f\n\t"
         "movzwl " GH__STR(GH__CTX_FPUCW) "(%%rdi), %%eax\n\t"
         "cmpw   %%ax, " GH__STR(GH__CTX_FPUCW) "(%%rsi)\n\t"

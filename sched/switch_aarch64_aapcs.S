@@ -30,9 +30,9 @@
  * cores and two contexts of one program nearly always agree.
  *
  * A new context is made by gh__ctx_make (context.h): x29 = 0 and x30 = 0,
- * which sends the switch to gh__ctx_trampoline by a direct branch (as on
- * x86-64: a `ret` there would be mispredicted on every spawn, the return
- * stack predicting the switcher's own call site).
+ * which sends the switch to gh__ctx_trampoline by a direct branch (a `ret`
+ * there would be mispredicted on every spawn, the return stack predicting
+ * the switcher's own call site).
  */
     .text
     .globl  gh__ctx_switch

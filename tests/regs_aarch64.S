@@ -1,13 +1,15 @@
 /* tests/regs_aarch64.S — helpers that prove the context switch preserves
  * callee-saved registers on AArch64 (see regs_x86_64.S for the contract).
  *
- * int gh_test_switch_keep(void **save, void *to, void *arg);
+ * int gh_test_switch_keep(void *from, void *to, void *arg);
  *   x19-x28 := 0x1313..-0x1c1c.., d8-d15 := 0x8888..-0x8f8f.., x29 := sp;
  *   switch, then returns a bit mask of what changed: bits 0-9 x19-x28,
  *   bits 10-17 d8-d15, bit 18 x29 (0: all preserved).
- * void gh_test_switch_clobber(void **save, void *to, void *arg);
+ * void *gh_test_switch_clobber(void *from, void *to, void *arg);
  *   sets every callee-saved register to garbage, switches, and restores
- *   the caller's registers properly on return. */
+ *   the caller's registers properly on return; returns what the switch
+ *   returned (x0 untouched).
+ * from and to are gh__ctx_switch's arguments (tests/test_switch.c, SW_FROM). */
 
 /* A well-behaved frame of our own: saves / restores what AAPCS64 makes
  * callee-saved, so each helper may trash those registers in between. */

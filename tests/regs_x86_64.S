@@ -6,10 +6,10 @@
  * int gh_test_switch_keep(void *from, void *to, void *arg);
  *   rbx, rbp, r12-r15 := 0x1111.. .. 0x6666.., switch, then returns a bit
  *   mask of the registers whose value changed (0: all preserved).
- * void gh_test_switch_clobber(void *from, void *to, void *arg);
+ * void *gh_test_switch_clobber(void *from, void *to, void *arg);
  *   sets every callee-saved register to garbage, switches, and restores
  *   the caller's registers properly on return (so it is a well-behaved
- *   function itself). */
+ *   function itself); returns what the switch returned (rax untouched). */
     .text
     .globl gh_test_switch_keep
     .type gh_test_switch_keep, @function

@@ -22,7 +22,7 @@ const char *__asan_default_options(void) { return "allow_user_segv_handler=1"; }
 
 /* tests/regs_<arch>.S: they call gh__ctx_switch with these arguments. */
 int gh_test_switch_keep(void *from, void *to, void *arg);
-void gh_test_switch_clobber(void *from, void *to, void *arg);
+void *gh_test_switch_clobber(void *from, void *to, void *arg);
 /* gh__ctx_switch's arguments for contexts `from` and `to`: the contexts
  * themselves on x86-64, &from->sp and to->sp on AArch64 (context.h). */
 #if defined(__x86_64__)
@@ -82,6 +82,8 @@ static const uint64_t fpu_pairs[][2] = {
 };
 #endif
 static uint64_t fpu_b;   /* what context B sets */
+static void *arg_sent;   /* what the main context last passed to B */
+static int b_arg_ok = 1;
 
 /* Context B: clobbers every callee-saved register, sets its own FPU
  * control state and checks it is still there each time it comes back. */
@@ -90,7 +92,9 @@ static void b_entry(void)
     fpu_set(fpu_b);
     for (;;) {
         b_rounds++;
-        gh_test_switch_clobber(SW_FROM(&b_ctx), SW_TO(&main_ctx), NULL);
+        void *got = gh_test_switch_clobber(SW_FROM(&b_ctx), SW_TO(&main_ctx), NULL);
+        if (got != arg_sent)
+            b_arg_ok = 0;
         if (fpu_get() != fpu_b)
             b_fpu_ok = 0;
     }
@@ -138,13 +142,15 @@ static void test_switch_preserves_registers(void **state)
         make_ctx(&b_ctx, stack, sz, b_entry);
         fpu_set(fpu_pairs[p][0]);
         for (int i = 0; i < 1000; i++) {
-            int changed = gh_test_switch_keep(SW_FROM(&main_ctx), SW_TO(&b_ctx), NULL);
+            arg_sent = (void *)(uintptr_t)(0x5000 + i);
+            int changed = gh_test_switch_keep(SW_FROM(&main_ctx), SW_TO(&b_ctx), arg_sent);
             assert_int_equal(changed, 0);
             assert_true(fpu_get() == fpu_pairs[p][0]);
         }
         fpu_set(fpu0);
         assert_int_equal(b_rounds, 1000);
         assert_int_equal(b_fpu_ok, 1);
+        assert_int_equal(b_arg_ok, 1);   /* B's first entry took no arg */
     }
     for (size_t p = 0; p < NPAIRS; p++)
         munmap(stacks[p], sz);
@@ -152,11 +158,13 @@ static void test_switch_preserves_registers(void **state)
 
 #if defined(__x86_64__)
 /* The inline switch (x86-64) tells the compiler that every register but
- * rsp and rbp dies across it.  Here twelve doubles are live across the
+ * rsp and rbp dies across it.  Here sixteen doubles are live across the
  * switch in a function the switch is inlined into, and the other context
  * overwrites all sixteen xmm registers: with an xmm register missing from
- * the clobber list the compiler keeps a value there and the sum is wrong. */
+ * the clobber list the compiler keeps a value there and the sum is wrong.
+ * The arg each side passes must arrive on the other side too. */
 static struct gh__ctx x_main, x_b;
+static int x_arg_ok = 1;
 static volatile double x_seed = 1.5;
 
 static void xmm_b_entry(void)
@@ -174,7 +182,8 @@ static void xmm_b_entry(void)
                          ::: "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6",
                              "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12",
                              "xmm13", "xmm14", "xmm15");
-        gh__ctx_switch_inline(&x_b, &x_main, NULL);
+        if (gh__ctx_switch_inline(&x_b, &x_main, &x_b) != &x_main)
+            x_arg_ok = 0;
     }
 }
 
@@ -186,9 +195,12 @@ static __attribute__((noinline)) double xmm_live_across_switch(void)
     double a = x_seed;
     XMM_VAL(0); XMM_VAL(1); XMM_VAL(2); XMM_VAL(3); XMM_VAL(4); XMM_VAL(5);
     XMM_VAL(6); XMM_VAL(7); XMM_VAL(8); XMM_VAL(9); XMM_VAL(10); XMM_VAL(11);
-    gh__ctx_switch_inline(&x_main, &x_b, NULL);
+    XMM_VAL(12); XMM_VAL(13); XMM_VAL(14); XMM_VAL(15);
+    if (gh__ctx_switch_inline(&x_main, &x_b, &x_main) != &x_b)
+        x_arg_ok = 0;
     return v0 * 2 + v1 * 3 + v2 * 4 + v3 * 5 + v4 * 6 + v5 * 7 + v6 * 8 +
-           v7 * 9 + v8 * 10 + v9 * 11 + v10 * 12 + v11 * 13;
+           v7 * 9 + v8 * 10 + v9 * 11 + v10 * 12 + v11 * 13 + v12 * 14 +
+           v13 * 15 + v14 * 16 + v15 * 17;
 }
 
 static void test_inline_switch_keeps_values_live_in_xmm(void **state)
@@ -199,11 +211,14 @@ static void test_inline_switch_keeps_values_live_in_xmm(void **state)
     assert_true(stack != MAP_FAILED);
     make_ctx(&x_b, stack, sz, xmm_b_entry);
     double want = 0;
-    for (int i = 0; i < 12; i++)
+    for (int i = 0; i < 16; i++)
         want += (x_seed * (i + 1) + 0.25 * i) * (i + 2);
     for (int round = 0; round < 100; round++)
         assert_true(xmm_live_across_switch() == want);
-    munmap(stack, sz);
+    /* B's first entry took no arg; every later one must have. */
+    assert_int_equal(x_arg_ok, 1);
+    /* The stack stays mapped: B never returns, so under ASan its frames'
+     * red zones stay poisoned (see test_switch_preserves_registers). */
 }
 #endif
 
