@@ -95,8 +95,12 @@ void gh__ctx_trampoline(void);
  * not count as a difference: one context that raised "inexact" would
  * otherwise make every switch to and from it take the slow path.
  *
+ * The signal mask does not travel with a context (that would be a system
+ * call per switch, as in swapcontext).
+ *
  * Arrival: rsp, rbp as saved, rdx = arg, at the resume address; for a new
- * context that is gh__ctx_trampoline (switch_x86_64_sysv.S). */
+ * context that is gh__ctx_trampoline (switch_x86_64_sysv.S).  Whoever
+ * switches to a context tells it through arg which hub it now runs on. */
 #define GH__CTX_PC 8
 #define GH__CTX_BP 16
 #define GH__CTX_MXCSR 24

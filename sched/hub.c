@@ -261,7 +261,10 @@ static void local_push(struct gh__hub *h, gh_greenlet *g)
  * stack long out of the cache: at 1000 echo connections the first touch of
  * the resumed stack was 4-5% of the server's CPU samples.  With this, 3 of 3
  * alternating runs served 3% more messages/s; at 100 connections, where
- * the stacks stay cached, no change. */
+ * the stacks stay cached, no change.
+ * Hub thread only, like the local list it reads.  g->ctx.sp may be stale
+ * (yield_fast queues a yielder before its switch saves it) and sp + 56 may
+ * lie past a new stack's top: harmless, a prefetch never faults. */
 static inline void prefetch_next_run(gh_greenlet *g)
 {
     char *sp = g->ctx.sp;
