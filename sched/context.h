@@ -42,11 +42,17 @@ struct gh__ctx {
 #endif
     char *stack_lo;      /* lowest usable byte of the stack */
     size_t stack_size;   /* usable bytes above stack_lo */
-    void *asan_fake;     /* ASan fake-stack handle while switched out */
-    void *tsan_fiber;    /* TSan fiber of this context */
     struct gh__stack_slot *slot;  /* the stack's segment slot (stack.c,
                                    * "Owners"); NULL for a stack of its
                                    * own size and for a hub's context */
+    /* Only in the builds that use them: a greenlet's hot fields follow
+     * its context (internal.h). */
+#ifdef GH_ASAN
+    void *asan_fake;     /* ASan fake-stack handle while switched out */
+#endif
+#ifdef GH_TSAN
+    void *tsan_fiber;    /* TSan fiber of this context */
+#endif
 };
 
 /* The switch, out of line: saves the caller's state, loads the target's
@@ -196,6 +202,19 @@ static inline void gh__ctx_make(struct gh__ctx *ctx)
 #else
 #error "greenhub has a context switch for x86-64 and AArch64 only"
 #endif
+
+/* A context about to run a new greenlet has no sanitizer state yet (the
+ * TSan fiber is made at its first switch-in, see gh__tsan_leave). */
+static inline void gh__ctx_san_reset(struct gh__ctx *c)
+{
+#ifdef GH_ASAN
+    c->asan_fake = NULL;
+#endif
+#ifdef GH_TSAN
+    c->tsan_fiber = NULL;
+#endif
+    (void)c;
+}
 
 #ifdef GH_ASAN
 void __sanitizer_start_switch_fiber(void **fake_stack_save, const void *bottom,

@@ -32,9 +32,12 @@ static gh_greenlet *slab_new_locked(struct gh__runtime *rt)
         rt->slabs = a;
         rt->slabs_cap = cap;
     }
-    gh_greenlet *s = calloc(SLAB_GREENLETS, sizeof *s);
+    /* Line-aligned (see struct gh_greenlet): aligned_alloc, as calloc
+     * promises only max_align_t. */
+    gh_greenlet *s = aligned_alloc(_Alignof(gh_greenlet), SLAB_GREENLETS * sizeof *s);
     if (!s)
         return NULL;
+    memset(s, 0, SLAB_GREENLETS * sizeof *s);
     rt->slabs[rt->nslabs++] = s;
     for (int i = 1; i < SLAB_GREENLETS; i++) {
         s[i].qnext = rt->g_free;
@@ -122,8 +125,7 @@ gh_greenlet *gh__greenlet_new(struct gh__hub *h, const gh_spawn_opts *o,
         return NULL;
     }
     gh__ctx_make(&g->ctx);
-    g->ctx.tsan_fiber = NULL;    /* made at first switch-in (context.h) */
-    g->ctx.asan_fake = NULL;
+    gh__ctx_san_reset(&g->ctx);
     g->saved_errno = 0;
     g->qnext = NULL;
     /* The wait generation survives reuse; no wait is open (reason EVENT). */
