@@ -295,6 +295,80 @@ static void test_close_wakes_waiter_on_other_hub_and_fd_reuse_works(void **state
     gh_test_run(2, close_reuse_main, NULL);
 }
 
+/* Many waiters on one fd of one hub: a watch holds one registration in
+ * place and moves to a heap array as more come (io/poll.c), so nine
+ * readers and a writer cross both steps.  Each reader must get one byte
+ * of nine; then nine more wait and a close wakes every one with EBADF. */
+enum { CROWD = 9 };
+static _Atomic int crowd_parked;
+
+static void *crowd_reader(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char c;
+    atomic_fetch_add(&crowd_parked, 1);
+    ssize_t n = gh_read(fd, &c, 1);
+    return (void *)(intptr_t)(n == 1 ? c : -errno);
+}
+
+static void *crowd_writer(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    return (void *)(intptr_t)gh_wait_fd(fd, GH_WRITE, -1);
+}
+
+static void crowd_wait_parked(int n)
+{
+    while (atomic_load(&crowd_parked) < n)
+        gh_sleep_ms(1);
+    gh_sleep_ms(20);   /* let the last one park in gh_read */
+}
+
+static void *crowd_main(void *arg)
+{
+    (void)arg;
+    int sv[2];
+    pair(sv);
+    gh_spawn_opts on0 = { .hub = 0, .pinned = 1 };
+    gh_greenlet *g[CROWD];
+    for (int i = 0; i < CROWD; i++)
+        g[i] = gh_spawn_with(&on0, crowd_reader, (void *)(intptr_t)sv[0]);
+    crowd_wait_parked(CROWD);
+    /* A writer joins the crowd on the same watch: writable at once. */
+    gh_greenlet *w = gh_spawn_with(&on0, crowd_writer, (void *)(intptr_t)sv[0]);
+    void *res;
+    assert_int_equal(gh_join(w, &res), 0);
+    assert_int_equal((intptr_t)res, 0);
+    assert_int_equal(gh_write(sv[1], "abcdefghi", CROWD), CROWD);
+    unsigned seen = 0;
+    for (int i = 0; i < CROWD; i++) {
+        assert_int_equal(gh_join(g[i], &res), 0);
+        intptr_t c = (intptr_t)res;
+        assert_true(c >= 'a' && c < 'a' + CROWD);
+        assert_false(seen & (1u << (c - 'a')));   /* each byte once */
+        seen |= 1u << (c - 'a');
+    }
+    assert_int_equal(seen, (1u << CROWD) - 1);
+
+    atomic_store(&crowd_parked, 0);
+    for (int i = 0; i < CROWD; i++)
+        g[i] = gh_spawn_with(&on0, crowd_reader, (void *)(intptr_t)sv[0]);
+    crowd_wait_parked(CROWD);
+    assert_int_equal(gh_close(sv[0]), 0);
+    for (int i = 0; i < CROWD; i++) {
+        assert_int_equal(gh_join(g[i], &res), 0);
+        assert_int_equal((intptr_t)res, -EBADF);
+    }
+    gh_close(sv[1]);
+    return NULL;
+}
+
+static void test_many_waiters_on_one_fd_are_each_woken(void **state)
+{
+    (void)state;
+    gh_test_run(2, crowd_main, NULL);
+}
+
 /* ---- timeouts, deadline scopes, kill ------------------------------------------ */
 
 static void *timeouts_main(void *arg)
@@ -1892,6 +1966,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_thousand_connections_echo_across_hubs),
     cmocka_unit_test(test_64mib_through_tiny_buffers_arrives_intact),
     cmocka_unit_test(test_close_wakes_waiter_on_other_hub_and_fd_reuse_works),
+    cmocka_unit_test(test_many_waiters_on_one_fd_are_each_woken),
     cmocka_unit_test(test_timeouts_and_nested_deadline_scopes),
     cmocka_unit_test(test_kill_during_read_returns_ecanceled),
     cmocka_unit_test(test_error_paths_get_the_calls_errno),
