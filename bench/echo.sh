@@ -248,18 +248,15 @@ run_once() {
     echo "$best"
 }
 
-# measure CONNS IMPL THREADS SERVER-CORES SERVER-CMD... ->
+# summarize CONNS IMPL THREADS RESULT-LINE... ->
 #   "median min max p50 p99 server_cpu load_cpu other_cpu load_threads"
-#   over $runs fresh servers; p50.. are the median run's
-measure() {
-    local c="$1" impl="$2" threads="$3" lines=() r line
-    for ((r = 0; r < runs; r++)); do
-        line=$(run_once "$@")
-        lines+=("$(field value "$line") $line")
-    done
+#   over the given runs; p50.. are the median run's.  Appends the CSV row.
+summarize() {
+    local c="$1" impl="$2" threads="$3" lines=() line; shift 3
+    for line in "$@"; do lines+=("$(field value "$line") $line"); done
     local sorted med
     sorted=$(printf '%s\n' "${lines[@]}" | sort -g)
-    med=$(sed -n "$(( (runs + 1) / 2 ))p" <<<"$sorted" | cut -d' ' -f2-)
+    med=$(sed -n "$(( (${#lines[@]} + 1) / 2 ))p" <<<"$sorted" | cut -d' ' -f2-)
     local v min max rest
     v=$(field value "$med")
     min=$(head -1 <<<"$sorted" | cut -d' ' -f1)
@@ -267,6 +264,14 @@ measure() {
     rest="$(field p50_us "$med") $(field p99_us "$med") $(field server_cpu "$med") $(field load_cpu "$med") $(other_cpu "$med") $(field load_threads "$med")"
     echo "echo,$impl,$threads,$c,$v,$min,$max,${rest// /,}" >>"$csv"
     echo "$v $min $max $rest"
+}
+
+# measure CONNS IMPL THREADS SERVER-CORES SERVER-CMD... -> summarize's
+# line over $runs fresh servers
+measure() {
+    local got=() r
+    for ((r = 0; r < runs; r++)); do got+=("$(run_once "$@")"); done
+    summarize "$1" "$2" "$3" "${got[@]}"
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf (b > 0 ? "%.2f" : "n/a"), a / b }'; }
@@ -291,26 +296,53 @@ load_desc() {
     fi
 }
 
+# The servers of the pinned table: label, impl, command (an array name).
+pinned_servers() {
+    echo "greenhub|greenhub, 1 hub, greenlet per connection|GREEN"
+    echo "threads|same handler, thread per connection|THREADS"
+    [[ -x $P/uv_echo ]] && echo "libuv|libuv, one loop, callbacks|UV"
+    [[ -x $P/go_echo ]] && echo "go|Go, goroutine per connection, GOMAXPROCS=1|GO"
+    [[ -n $GEVENT_PY ]] && echo "gevent|gevent, greenlet per connection (StreamServer), one thread|GEVENT"
+    return 0
+}
+
+# The servers take turns: run 1 of each, then run 2 of each, and so on, so
+# that a machine whose speed drifts during the table (a shared VM: seen
+# here as 15% between minutes) moves every server's figures alike, and the
+# ratios stay honest.  Measuring all runs of one server before the next
+# put the drift into the ratios (1000 connections, greenhub / libuv: 1.01
+# in one table, 0.89 in the next, minutes apart).
 pinned_table() {
-    echo "## Echo, 64-byte messages: server on CPU 0, load generator ($(load_desc "$LOAD_THREADS" "$LOAD_CPUS"))" | tee -a "$md"
+    echo "## Echo, 64-byte messages: server on CPU 0, load generator ($(load_desc "$LOAD_THREADS" "$LOAD_CPUS")); the servers take turns, run by run" | tee -a "$md"
     echo | tee -a "$md"
     echo "| conns | server | msgs/s median (min-max) | p50 / p99 µs | server CPU | load CPU | other CPU | greenhub / this |" | tee -a "$md"
     echo "|---|---|---|---|---|---|---|---|" | tee -a "$md"
-    local c g
+    local c g r s impl label arr servers
+    mapfile -t servers < <(pinned_servers)
     for c in $conns_list; do
         echo "   ... $c connections" >&2
-        g=$(measure "$c" greenhub 1 1 "${GREEN[@]}")
-        row "$c" "greenhub, 1 hub, greenlet per connection" "${g%% *}" "$g"
-        row "$c" "same handler, thread per connection" "${g%% *}" "$(measure "$c" threads 1 1 "${THREADS[@]}")"
-        [[ -x $P/uv_echo ]] &&
-            row "$c" "libuv, one loop, callbacks" "${g%% *}" "$(measure "$c" libuv 1 1 "${UV[@]}")"
-        [[ -x $P/go_echo ]] &&
-            row "$c" "Go, goroutine per connection, GOMAXPROCS=1" "${g%% *}" "$(measure "$c" go 1 1 "${GO[@]}")"
-        if [[ -n $GEVENT_PY ]]; then
-            row "$c" "gevent, greenlet per connection (StreamServer), one thread" "${g%% *}" "$(measure "$c" gevent 1 1 "${GEVENT[@]}")"
-        else
+        local -A got=()
+        for ((r = 0; r < runs; r++)); do
+            for s in "${servers[@]}"; do
+                IFS='|' read -r impl label arr <<<"$s"
+                local -n cmd="$arr"
+                got[$impl]+="$(run_once "$c" "$impl" 1 1 "${cmd[@]}")"$'\n'
+                unset -n cmd
+            done
+        done
+        g=""
+        for s in "${servers[@]}"; do
+            IFS='|' read -r impl label arr <<<"$s"
+            local runs_of=()
+            mapfile -t runs_of < <(printf '%s' "${got[$impl]}")
+            local fig
+            fig=$(summarize "$c" "$impl" 1 "${runs_of[@]}")
+            [[ -z $g ]] && g=${fig%% *}
+            row "$c" "$label" "$g" "$fig"
+        done
+        [[ -z $GEVENT_PY ]] &&
             echo "| $c | gevent: unavailable (python3-gevent not installed) | — | — | — | — | — | — |" | tee -a "$md"
-        fi
+        unset got
     done
     echo | tee -a "$md"
 }
