@@ -369,6 +369,7 @@ struct gh__runtime {
     unsigned nhubs;
     size_t stack_size;
     bool pin;
+    bool sched_batch;            /* hub threads SCHED_BATCH (gh_config) */
     struct gh__hub *hubs;        /* immutable after start */
 
     struct gh__fifo inject;      /* from plain threads */

@@ -53,6 +53,7 @@ static int configure(struct gh__runtime *rt, const gh_config *cfg)
     rt->nhubs = (unsigned)env_ulong("GREENHUB_HUBS", c.hubs);
     rt->stack_size = env_ulong("GREENHUB_STACK_SIZE", c.stack_size);
     rt->pin = env_ulong("GREENHUB_PIN", c.no_pin ? 0 : 1) != 0;
+    rt->sched_batch = env_ulong("GREENHUB_SCHED_BATCH", c.sched_batch != 0) != 0;
     rt->spin_ns = env_ulong("GREENHUB_SPIN_US", gh__spin_ns_default / 1000u) * 1000u;
     rt->test_sleep_delay_ns = env_ulong("GREENHUB_TEST_SLEEP_DELAY_US", 0) * 1000u;
     rt->test_wait_exit_delay_ns = env_ulong("GREENHUB_TEST_WAIT_EXIT_DELAY_US", 0) * 1000u;
@@ -103,6 +104,12 @@ static int hub_init(struct gh__hub *h)
     h->errno_loc = __errno_location();   /* this hub thread's */
     if (h->core >= 0 && gh__topology_pin_self(h->core) != 0)
         h->core = -1;
+    if (gh__rt->sched_batch) {
+        /* Best effort, like the pinning: where a sandbox refuses it the
+         * hub runs under the default policy. */
+        struct sched_param sp = { .sched_priority = 0 };
+        (void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+    }
     sched_ctx_init(h);
     int err = gh__stack_hub_init(h);
     if (!err && uv_loop_init(&h->loop) != 0)

@@ -128,6 +128,48 @@ static void test_hub_threads_pinned_to_one_core_each(void **state)
     gh_test_run(2, affinity_main, NULL);
 }
 
+/* gh_config.sched_batch: every hub thread runs under SCHED_BATCH, and only
+ * with it; gh_run's own thread keeps its policy either way. */
+static void *policy_fn(void *arg)
+{
+    (void)arg;
+    return (void *)(intptr_t)sched_getscheduler(0);
+}
+
+static void *policy_main(void *arg)
+{
+    int want = *(int *)arg;
+    for (unsigned h = 0; h < gh_hub_count(); h++) {
+        gh_spawn_opts o = { .name = "policy", .hub = (int)h, .pinned = 1 };
+        gh_greenlet *g = gh_spawn_with(&o, policy_fn, NULL);
+        assert_non_null(g);
+        void *r;
+        assert_int_equal(gh_join(g, &r), 0);
+        assert_int_equal((intptr_t)r, want);
+    }
+    return NULL;
+}
+
+static void run_policy(int sched_batch, int want)
+{
+    gh_config cfg = { .hubs = 2, .sched_batch = sched_batch };
+    assert_int_equal(gh_run(&cfg, policy_main, &want, NULL), 0);
+    assert_int_equal(sched_getscheduler(0), SCHED_OTHER);
+}
+
+static void test_hub_threads_sched_batch_only_when_asked(void **state)
+{
+    (void)state;
+    unsetenv("GREENHUB_SCHED_BATCH");
+    run_policy(0, SCHED_OTHER);
+    run_policy(1, SCHED_BATCH);
+    setenv("GREENHUB_SCHED_BATCH", "1", 1);   /* the environment wins */
+    run_policy(0, SCHED_BATCH);
+    setenv("GREENHUB_SCHED_BATCH", "0", 1);
+    run_policy(1, SCHED_OTHER);
+    unsetenv("GREENHUB_SCHED_BATCH");
+}
+
 /* A pinned greenlet that yields and sleeps many times never leaves its hub. */
 static void *stay_fn(void *arg)
 {
@@ -1223,6 +1265,7 @@ static void test_stacks_are_trimmed_when_the_hub_is_idle(void **state)
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_100k_greenlets_run_once_on_both_hubs),
     cmocka_unit_test(test_hub_threads_pinned_to_one_core_each),
+    cmocka_unit_test(test_hub_threads_sched_batch_only_when_asked),
     cmocka_unit_test(test_pinned_greenlets_never_migrate),
     cmocka_unit_test(test_sleeps_wake_in_deadline_order_not_early),
     cmocka_unit_test(test_sleeps_not_early_on_two_hubs),

@@ -71,6 +71,22 @@ typedef void *(*gh_fn)(void *arg);
  *               "greenhub: greenlet '<name>' (#<id>) has blocked hub <i>
  *               for <n> ms" when it sees it and "... blocked hub <i> for
  *               <n> ms in all" when the greenlet switches at last.
+ *   sched_batch non-zero: hub threads run under SCHED_BATCH (sched(7)):
+ *               a hub that wakes on a core where another thread runs
+ *               does not preempt it, but waits for the scheduler's next
+ *               tick or for that thread to block.  For hubs that share
+ *               their cores with a busy peer they depend on (a load
+ *               generator, a proxy and its backend on one machine): there,
+ *               with the default SCHED_OTHER, every hub wakeup preempts
+ *               the peer (2 hubs on 2 cores sharing them with an echo load
+ *               generator: 42,000 preemptions of it in 3 s, 139k msgs/s;
+ *               SCHED_BATCH: 821, 233k).  Costs latency where hubs share
+ *               cores with work they do not depend on: a woken hub waits
+ *               for the tick (one hub sharing its core with a busy loop,
+ *               2 echo connections: p50 4 ms and 506 msgs/s, against
+ *               55 us and 19,500 by default).  So it is off by default.
+ *               Threads that libuv's pool starts from a hub inherit the
+ *               policy.
  *   no_publish  non-zero: do not publish the hubs for schedtop.  By default
  *               the runtime keeps a shared-memory segment
  *               /dev/shm/greenhub.<pid> (mode 0600: readable by the same
@@ -80,7 +96,8 @@ typedef void *(*gh_fn)(void *arg);
  * Environment variables override the fields: GREENHUB_HUBS=N,
  * GREENHUB_STACK_SIZE=bytes, GREENHUB_PIN=0 (do not pin) or 1.
  * GREENHUB_BLOCK_MS=N (0: detector off), GREENHUB_BLOCK_REPORT=1 (print
- * reports), GREENHUB_PUBLISH=0 (no segment) or 1.
+ * reports), GREENHUB_PUBLISH=0 (no segment) or 1, GREENHUB_SCHED_BATCH=1
+ * (hub threads SCHED_BATCH) or 0.
  * GREENHUB_GUARD=madvise|mprotect|canary forces a stack guard mode (see
  * gh_stack_guard_mode).  GREENHUB_SPIN_US=N (tuning): how long an idle hub
  * keeps looking for work to steal before it sleeps, default 10; 0 sleeps at
@@ -95,6 +112,7 @@ typedef struct gh_config {
     int block_ms;
     int block_report;
     int no_publish;
+    int sched_batch;
 } gh_config;
 
 /* Starts the hubs, runs main_fn(arg) as the first greenlet (named "main"),
