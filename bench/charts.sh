@@ -5,7 +5,7 @@
 #                     against hubs, greenhub, Go and Boost.Fiber, with the
 #                     ideal line;
 #                     from latest.csv (bench=cpu).
-#   scaling_echo.png  I/O-bound core scaling: the greenlet echo server's
+#   scaling_echo.png  I/O-bound core scaling: the greenlet echo server's (and Go's)
 #                     msgs/s over its 1-hub figure, at the largest
 #                     connection count measured; from echo.csv.
 #   peers.png         greenhub against each peer, one bar per table row of
@@ -73,12 +73,15 @@ cpu_chart() {
 echo_chart() {
     local csv="$dir/echo.csv"
     [[ -s $csv ]] || { echo "charts: $csv missing: scaling_echo.png skipped"; return; }
-    local conns
-    conns=$(awk -F, 'NR > 1 && $2 == "greenhub" { print $4 }' "$csv" | sort -n | tail -1)
-    [[ -n $conns ]] || { echo "charts: no greenhub rows in $csv: scaling_echo.png skipped"; return; }
-    awk -F, -v c="$conns" '$2 == "greenhub" && $4 == c { print $3, $5 }' "$csv" | speedups > "$tmp/echo_greenhub"
-    scaling_chart scaling_echo.png "Core scaling, I/O-bound: greenlet echo server, $conns connections" \
-        'msgs/s over 1 hub' "greenhub:$tmp/echo_greenhub"
+    local conns impl
+    conns=$(awk -F, 'NR > 1 && $2 == "scaling-greenhub" { print $4 }' "$csv" | sort -n | tail -1)
+    [[ -n $conns ]] || { echo "charts: no scaling rows in $csv: scaling_echo.png skipped"; return; }
+    for impl in greenhub go; do
+        awk -F, -v c="$conns" -v i="scaling-$impl" '$2 == i && $4 == c { print $3, $5 }' "$csv" |
+            speedups > "$tmp/echo_$impl"
+    done
+    scaling_chart scaling_echo.png "Core scaling, I/O-bound: echo server, $conns connections" \
+        'msgs/s over 1 hub (GOMAXPROCS=1)' "greenhub:$tmp/echo_greenhub" "Go:$tmp/echo_go"
 }
 
 peers_chart() {

@@ -15,8 +15,12 @@
 # each server pinned to CPU 0 (`taskset -c 0`; with one hub, hwloc pins the
 # hub to CPU 0 as well) and the load generator to the cores after it, at
 # each connection count; then the I/O-bound core-scaling rows: the greenlet
-# server with 1, 2, ... hubs (hwloc pins hub i to core i; no taskset), the
-# load generator pinned to the cores the hubs leave.  Each figure is the
+# server with 1, 2, ... hubs (hwloc pins hub i to core i; no taskset) beside
+# Go's server with GOMAXPROCS=1, 2, ... (not pinned), taking turns, the
+# load generator pinned to the cores the hubs leave; where the hubs take
+# every core (the load generator shares them), also the greenlet server
+# with SCHED_BATCH hub threads (GREENHUB_SCHED_BATCH=1), in a paragraph
+# under the table.  Each figure is the
 # median of N runs (default 3), each with a fresh server, with the spread;
 # p50/p99 latency and the CPU use of both processes come from the median
 # run (load CPU near its thread count means the load generator, not the
@@ -354,27 +358,76 @@ hub_counts() {
     echo "${out[@]}"
 }
 
+# The scaling rows: at each hub count h, greenhub with h hubs (pinned by
+# hwloc) and Go's goroutine-per-connection server with GOMAXPROCS=h (not
+# pinned, as Go runs), taking turns run by run as in the pinned table,
+# under the same load plan.  Boost.Fiber has no network I/O of its own,
+# so it has no echo server; its column says so.
 scaling_table() {
-    echo "## I/O-bound core scaling: greenlet server with 1..$ncpu hubs (hubs pinned by hwloc; no taskset; the load generator pinned to the cores the hubs leave, unpinned when none is left)" | tee -a "$md"
+    local have_go=0
+    [[ -x $P/go_echo ]] && have_go=1
+    echo "## I/O-bound core scaling: greenlet server with 1..$ncpu hubs beside Go with GOMAXPROCS=1..$ncpu (hubs pinned by hwloc, Go not pinned; no taskset; the load generator pinned to the cores the hubs leave, unpinned when none is left; the two servers take turns, run by run)" | tee -a "$md"
     echo | tee -a "$md"
-    echo "| conns | hubs | msgs/s median (min-max) | speedup | p50 / p99 µs | server CPU | load CPU | other CPU | load generator |" | tee -a "$md"
-    echo "|---|---|---|---|---|---|---|---|---|" | tee -a "$md"
-    local c h s first v min max p50 p99 scpu lcpu ocpu lthr cpus
+    echo "| conns | hubs | greenhub msgs/s median (min-max) | speedup | p50 / p99 µs | server CPU | Go msgs/s median (min-max) | Go speedup | Go p50 / p99 µs | Go server CPU | greenhub/Go | load CPU (gh/Go) | other CPU (gh/Go) | load generator |" | tee -a "$md"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" | tee -a "$md"
+    local c h s r first gfirst cpus ghs gos gf gof batch_notes=()
+    local v min max p50 p99 scpu lcpu ocpu lthr
+    local gv gmin gmax gp50 gp99 gscpu glcpu gocpu glthr
     for c in $conns_list; do
-        first=""
+        first="" gfirst=""
         for h in $(hub_counts); do
             echo "   ... $c connections, $h hub(s)" >&2
             s=$(( h < ncores ? h : ncores ))
-            read -r v min max p50 p99 scpu lcpu ocpu lthr < <(measure "$c" greenhub "$h" "$s" \
-                env GREENHUB_HUBS="$h" "$B/bench_echo_server" --greenlets)
+            local gh_runs=() go_runs=() batch_runs=() shared=0
+            read -r _ cpus <<<"$(load_plan "$s")"
+            [[ -z $cpus ]] && shared=1   # the load generator shares the hubs' cores
+            for ((r = 0; r < runs; r++)); do
+                gh_runs+=("$(run_once "$c" scaling-greenhub "$h" "$s" \
+                             env GREENHUB_HUBS="$h" "$B/bench_echo_server" --greenlets)")
+                ((have_go)) &&
+                    go_runs+=("$(run_once "$c" scaling-go "$h" "$s" env GOMAXPROCS="$h" "$P/go_echo")")
+                ((shared)) &&
+                    batch_runs+=("$(run_once "$c" scaling-greenhub-sched-batch "$h" "$s" \
+                        env GREENHUB_HUBS="$h" GREENHUB_SCHED_BATCH=1 "$B/bench_echo_server" --greenlets)")
+            done
+            read -r v min max p50 p99 scpu lcpu ocpu lthr < <(summarize "$c" scaling-greenhub "$h" "${gh_runs[@]}")
             [[ -z $first ]] && first=$v
             read -r _ cpus <<<"$(load_plan "$s")"
-            echo "| $c | $h | $(k "$v") ($(k "$min")-$(k "$max")) | $(ratio "$v" "$first")x | $p50 / $p99 | $scpu | $lcpu | $ocpu | $(load_desc "$lthr" "$cpus") |" | tee -a "$md"
+            ghs="| $c | $h | $(k "$v") ($(k "$min")-$(k "$max")) | $(ratio "$v" "$first")x | $p50 / $p99 | $scpu"
+            if ((have_go)); then
+                read -r gv gmin gmax gp50 gp99 gscpu glcpu gocpu glthr < <(summarize "$c" scaling-go "$h" "${go_runs[@]}")
+                [[ -z $gfirst ]] && gfirst=$gv
+                gos="| $(k "$gv") ($(k "$gmin")-$(k "$gmax")) | $(ratio "$gv" "$gfirst")x | $gp50 / $gp99 | $gscpu | $(ratio "$v" "$gv")"
+                gf="$lcpu / $glcpu" gof="$ocpu / $gocpu"
+            else
+                gos="| Go: unavailable (golang-go not installed) | — | — | — | n/a"
+                gf="$lcpu" gof="$ocpu"
+            fi
+            echo "$ghs $gos | $gf | $gof | $(load_desc "$lthr" "$cpus") |" | tee -a "$md"
+            ((shared)) && batch_notes+=("$(batch_note "$c" "$h" "$v" "${gv:-}" "${batch_runs[@]}")")
         done
     done
     echo | tee -a "$md"
-    echo "gevent: one thread only, no core scaling." | tee -a "$md"
+    echo "Boost.Fiber: no network I/O of its own, no echo server. gevent: one thread only, no core scaling." | tee -a "$md"
     echo | tee -a "$md"
+    local n
+    for n in "${batch_notes[@]}"; do echo "$n" | tee -a "$md"; echo | tee -a "$md"; done
+}
+
+# batch_note CONNS HUBS GH_MEDIAN GO_MEDIAN RESULT-LINE... -> the paragraph
+# on a row whose hubs share their cores with the load generator: the same
+# server with its hub threads SCHED_BATCH (gh_config.sched_batch), whose
+# wakeups do not preempt the load generator they wait for.
+batch_note() {
+    local c="$1" h="$2" gm="$3" gom="$4" v min max rest; shift 4
+    read -r v min max rest < <(summarize "$c" scaling-greenhub-sched-batch "$h" "$@")
+    local vs_go=""
+    [[ -n $gom ]] && vs_go=", greenhub/Go $(ratio "$v" "$gom")"
+    echo "At $h hubs ($c connections) the hubs share their cores with the load generator," \
+         "and with the default policy each hub wakeup preempts it. The same server with its" \
+         "hub threads SCHED_BATCH (GREENHUB_SCHED_BATCH=1, gh_config.sched_batch), taking turns" \
+         "with the two above: $(k "$v") ($(k "$min")-$(k "$max")) msgs/s, $(ratio "$v" "$gm")x the" \
+         "default$vs_go."
 }
 
 # The system calls perf counts one by one (all of them in total).

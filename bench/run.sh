@@ -5,7 +5,8 @@
 # run, on this machine.  --quick (the default, the README's main job) runs
 # the core-scaling benchmark only: the CPU-bound workload with 1, 2, 4, ...
 # hubs beside Go with GOMAXPROCS=1, 2, 4, ..., and the I/O-bound one (the
-# greenlet echo server with 1, 2, 4, ... hubs, bench/echo.sh --scaling).
+# greenlet echo server with 1, 2, 4, ... hubs beside Go's, bench/echo.sh
+# --scaling).
 # --full adds switch, spawn+join, skynet, sync (queue ping-pong, contended
 # mutex, cross-hub event ping-pong on 2+ CPUs, uncontended mutex), parked
 # memory and the whole echo
