@@ -16,7 +16,8 @@
 # hub to CPU 0 as well) and the load generator to the cores after it, at
 # each connection count; then the I/O-bound core-scaling rows: the greenlet
 # server with 1, 2, ... hubs (hwloc pins hub i to core i; no taskset) beside
-# Go's server with GOMAXPROCS=1, 2, ... (not pinned), taking turns, the
+# Go's server with GOMAXPROCS=1, 2, ... (confined to the same cores with
+# taskset), taking turns, the
 # load generator pinned to the cores the hubs leave; where the hubs take
 # every core (the load generator shares them), also the greenlet server
 # with SCHED_BATCH hub threads (GREENHUB_SCHED_BATCH=1), in a paragraph
@@ -135,6 +136,14 @@ free_cpus() {
             END { for (i = 1; i <= w; i++) for (r = 1; r <= NR; r++)
                       if ((r, i) in cpu && k < n) out = out (k++ ? "," : "") cpu[r, i]
                   print out }'
+}
+
+# server_cpus S -> the logical CPUs (comma list) of the first S cores: the
+# cores S hubs take, where Go's server in the scaling rows is confined, so
+# that its threads (sysmon, GC workers) do not run on the load generator's
+# cores either.
+server_cpus() {
+    head -n "$1" <<<"$core_map" | tr ' ' '\n' | grep -v '^$' | paste -sd, -
 }
 
 # load_plan SERVER-CORES -> "THREADS CPUS": the load generator's thread
@@ -366,7 +375,7 @@ hub_counts() {
 scaling_table() {
     local have_go=0
     [[ -x $P/go_echo ]] && have_go=1
-    echo "## I/O-bound core scaling: greenlet server with 1..$ncpu hubs beside Go with GOMAXPROCS=1..$ncpu (hubs pinned by hwloc, Go not pinned; no taskset; the load generator pinned to the cores the hubs leave, unpinned when none is left; the two servers take turns, run by run)" | tee -a "$md"
+    echo "## I/O-bound core scaling: greenlet server with 1..$ncpu hubs beside Go with GOMAXPROCS=1..$ncpu (hubs pinned by hwloc, one per core; Go confined with taskset to the same cores, its threads not pinned within them; the load generator pinned to the cores the hubs leave, unpinned when none is left; the two servers take turns, run by run)" | tee -a "$md"
     echo | tee -a "$md"
     echo "| conns | hubs | greenhub msgs/s median (min-max) | speedup | p50 / p99 µs | server CPU | Go msgs/s median (min-max) | Go speedup | Go p50 / p99 µs | Go server CPU | greenhub/Go | load CPU (gh/Go) | other CPU (gh/Go) | load generator |" | tee -a "$md"
     echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" | tee -a "$md"
@@ -385,7 +394,8 @@ scaling_table() {
                 gh_runs+=("$(run_once "$c" scaling-greenhub "$h" "$s" \
                              env GREENHUB_HUBS="$h" "$B/bench_echo_server" --greenlets)")
                 ((have_go)) &&
-                    go_runs+=("$(run_once "$c" scaling-go "$h" "$s" env GOMAXPROCS="$h" "$P/go_echo")")
+                    go_runs+=("$(run_once "$c" scaling-go "$h" "$s" \
+                        env GOMAXPROCS="$h" taskset -c "$(server_cpus "$s")" "$P/go_echo")")
                 ((shared)) &&
                     batch_runs+=("$(run_once "$c" scaling-greenhub-sched-batch "$h" "$s" \
                         env GREENHUB_HUBS="$h" GREENHUB_SCHED_BATCH=1 "$B/bench_echo_server" --greenlets)")
@@ -421,12 +431,12 @@ scaling_table() {
 batch_note() {
     local c="$1" h="$2" gm="$3" gom="$4" v min max rest; shift 4
     read -r v min max rest < <(summarize "$c" scaling-greenhub-sched-batch "$h" "$@")
-    local vs_go=""
-    [[ -n $gom ]] && vs_go=", greenhub/Go $(ratio "$v" "$gom")"
+    local vs_go="" turns="the default server"
+    [[ -n $gom ]] && vs_go=", greenhub/Go $(ratio "$v" "$gom")" turns="the two above"
     echo "At $h hubs ($c connections) the hubs share their cores with the load generator," \
          "and with the default policy each hub wakeup preempts it. The same server with its" \
          "hub threads SCHED_BATCH (GREENHUB_SCHED_BATCH=1, gh_config.sched_batch), taking turns" \
-         "with the two above: $(k "$v") ($(k "$min")-$(k "$max")) msgs/s, $(ratio "$v" "$gm")x the" \
+         "with $turns: $(k "$v") ($(k "$min")-$(k "$max")) msgs/s, $(ratio "$v" "$gm")x the" \
          "default$vs_go."
 }
 

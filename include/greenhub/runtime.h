@@ -73,20 +73,25 @@ typedef void *(*gh_fn)(void *arg);
  *               <n> ms in all" when the greenlet switches at last.
  *   sched_batch non-zero: hub threads run under SCHED_BATCH (sched(7)):
  *               a hub that wakes on a core where another thread runs
- *               does not preempt it, but waits for the scheduler's next
- *               tick or for that thread to block.  For hubs that share
- *               their cores with a busy peer they depend on (a load
- *               generator, a proxy and its backend on one machine): there,
- *               with the default SCHED_OTHER, every hub wakeup preempts
- *               the peer (2 hubs on 2 cores sharing them with an echo load
- *               generator: 42,000 preemptions of it in 3 s, 139k msgs/s;
- *               SCHED_BATCH: 821, 233k).  Costs latency where hubs share
- *               cores with work they do not depend on: a woken hub waits
- *               for the tick (one hub sharing its core with a busy loop,
- *               2 echo connections: p50 4 ms and 506 msgs/s, against
- *               55 us and 19,500 by default).  So it is off by default.
- *               Threads that libuv's pool starts from a hub inherit the
- *               policy.
+ *               does not preempt it, but waits until that thread blocks
+ *               or the scheduler's tick finds its slice used up (one or
+ *               more ticks).  For hubs that share their cores with a busy
+ *               peer they depend on (a load generator, a proxy and its
+ *               backend on one machine): there, with the default policy,
+ *               every hub wakeup preempts the peer (2 hubs on 2 cores
+ *               sharing them with an echo load generator: 42,000
+ *               preemptions of it in 3 s, 139k msgs/s; SCHED_BATCH: 821,
+ *               233k).  Costs latency where hubs share cores with work
+ *               they do not depend on: one hub sharing its core with a
+ *               busy loop, 2 echo connections: p50 4 ms and 506 msgs/s,
+ *               against 55 us and 19,500 by default.  So it is off by
+ *               default.  Best effort: where the system refuses the
+ *               policy, the hubs run under the default one, silently.
+ *               Every thread started from a hub thread inherits it (a
+ *               pthread_create in a greenlet; libuv's thread pool, which
+ *               is process-wide and, once started from a hub, keeps it
+ *               for the rest of the process).  Off, hub threads inherit
+ *               the policy of the thread that calls gh_run.
  *   no_publish  non-zero: do not publish the hubs for schedtop.  By default
  *               the runtime keeps a shared-memory segment
  *               /dev/shm/greenhub.<pid> (mode 0600: readable by the same
