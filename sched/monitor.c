@@ -409,12 +409,17 @@ static int sample_hub(struct gh__monitor *m, unsigned i, uint64_t now)
 /* Resident stack bytes, in all, per hub and on no hub (one pass, so the
  * total is the sum of the parts), refreshed at most every second and at
  * most 1% of the monitor's time (a million stacks are ~16,000 mincore
- * calls).  Results in m->stack_res, m->stack_res_hub, m->stack_res_unowned. */
+ * calls).  Results in m->stack_res, m->stack_res_hub, m->stack_res_unowned.
+ * A zero while stacks are mapped is refreshed as soon as the 1% allows:
+ * the first pass often runs before the main greenlet touched its stack,
+ * and schedtop showed 0 for the program's first second (a CI failure of
+ * test_schedtop's real-runtime case under ASan). */
 static void read_stack_resident(struct gh__monitor *m, uint64_t now)
 {
     uint64_t every = m->stack_res_cost_ns * 100;
-    if (m->stack_res_at_ns && now - m->stack_res_at_ns < (every > STACK_RES_EVERY_NS
-                                                          ? every : STACK_RES_EVERY_NS))
+    if (every < STACK_RES_EVERY_NS && !(m->stack_res == 0 && gh__stack_mapped() > 0))
+        every = STACK_RES_EVERY_NS;
+    if (m->stack_res_at_ns && now - m->stack_res_at_ns < every)
         return;
     m->stack_res = gh__stack_resident_by_hub(m->stack_res_hub, m->rt->nhubs,
                                              &m->stack_res_unowned);
