@@ -190,6 +190,28 @@ static void *hub_thread(void *arg)
     return NULL;
 }
 
+/* libuv's thread pool is process-wide and starts at the first
+ * uv_queue_work, with threads that inherit the scheduling policy of the
+ * thread that queued it.  Under sched_batch that would be a hub, and the
+ * pool would stay SCHED_BATCH for the rest of the process (found in
+ * review).  So with sched_batch the pool is started first, here, on the
+ * thread that calls gh_run.  Best effort, like the policy itself. */
+static void pool_noop(uv_work_t *w)
+{
+    (void)w;
+}
+
+static void pool_start_here(void)
+{
+    uv_loop_t loop;
+    uv_work_t w;
+    if (uv_loop_init(&loop) != 0)
+        return;
+    if (uv_queue_work(&loop, &w, pool_noop, NULL) == 0)
+        uv_run(&loop, UV_RUN_DEFAULT);
+    (void)uv_loop_close(&loop);
+}
+
 static int runtime_alloc(struct gh__runtime **out, const gh_config *cfg)
 {
     struct gh__runtime *rt = calloc(1, sizeof *rt);
@@ -310,6 +332,8 @@ int gh_run(const gh_config *cfg, gh_fn main_fn, void *arg, void **result)
     atomic_store(&m->refs, 1);   /* nobody holds a handle to main */
     gh__enqueue(m);              /* a plain thread: onto the inject queue */
     gh__monitor_open(rt);
+    if (rt->sched_batch)
+        pool_start_here();
     err = hubs_start(rt);
     if (!err) {
         gh__monitor_start(rt);

@@ -130,7 +130,8 @@ static void test_hub_threads_pinned_to_one_core_each(void **state)
 
 /* gh_config.sched_batch: every hub thread runs under SCHED_BATCH, and only
  * with it (else under the policy of the thread that called gh_run, which
- * they inherit); gh_run's own thread keeps its policy either way.  The
+ * they inherit); gh_run's own thread and libuv's thread pool keep the
+ * caller's policy either way.  The
  * policies are collected on the hubs and checked here, on the test's
  * thread, where a failed assertion reports itself. */
 static void *policy_fn(void *arg)
@@ -141,7 +142,7 @@ static void *policy_fn(void *arg)
 
 static void *policy_main(void *arg)
 {
-    int *got = arg;   /* got[h]: hub h's policy */
+    int *got = arg;   /* got[h]: hub h's policy; got[2]: libuv's pool's */
     for (int h = 0; h < 2; h++) {
         gh_spawn_opts o = { .name = "policy", .hub = h, .pinned = 1 };
         gh_greenlet *g = gh_spawn_with(&o, policy_fn, NULL);
@@ -150,16 +151,20 @@ static void *policy_main(void *arg)
             gh_join(g, &r);
         got[h] = (int)(intptr_t)r;
     }
+    void *r = (void *)(intptr_t)-1;
+    if (gh_blocking(policy_fn, NULL, &r) == 0)
+        got[2] = (int)(intptr_t)r;
     return NULL;
 }
 
 static void run_policy(int sched_batch, int want, int caller)
 {
-    int got[2] = { -1, -1 };
+    int got[3] = { -1, -1, -1 };
     gh_config cfg = { .hubs = 2, .sched_batch = sched_batch };
     assert_int_equal(gh_run(&cfg, policy_main, got, NULL), 0);
     assert_int_equal(got[0], want);
     assert_int_equal(got[1], want);
+    assert_int_equal(got[2], caller);   /* the pool never takes the hubs' policy */
     assert_int_equal(sched_getscheduler(0) & ~SCHED_RESET_ON_FORK, caller);
 }
 
@@ -183,8 +188,8 @@ static void test_hub_threads_sched_batch_only_when_asked(void **state)
     if (refused)
         skip();   /* a sandbox that refuses the policy: the runtime goes on without it */
     unsetenv("GREENHUB_SCHED_BATCH");
+    run_policy(1, SCHED_BATCH, caller);   /* first: libuv's pool starts in this run */
     run_policy(0, caller, caller);
-    run_policy(1, SCHED_BATCH, caller);
     setenv("GREENHUB_SCHED_BATCH", "1", 1);   /* the environment wins */
     run_policy(0, SCHED_BATCH, caller);
     setenv("GREENHUB_SCHED_BATCH", "0", 1);

@@ -87,11 +87,11 @@ typedef void *(*gh_fn)(void *arg);
  *               against 55 us and 19,500 by default.  So it is off by
  *               default.  Best effort: where the system refuses the
  *               policy, the hubs run under the default one, silently.
- *               Every thread started from a hub thread inherits it (a
- *               pthread_create in a greenlet; libuv's thread pool, which
- *               is process-wide and, once started from a hub, keeps it
- *               for the rest of the process).  Off, hub threads inherit
- *               the policy of the thread that calls gh_run.
+ *               A thread a greenlet starts with pthread_create inherits
+ *               it; libuv's thread pool (gh_blocking, gh_getaddrinfo),
+ *               which is process-wide, does not: with sched_batch gh_run
+ *               starts it first, on the calling thread.  Off, hub threads
+ *               inherit the policy of the thread that calls gh_run.
  *   no_publish  non-zero: do not publish the hubs for schedtop.  By default
  *               the runtime keeps a shared-memory segment
  *               /dev/shm/greenhub.<pid> (mode 0600: readable by the same
