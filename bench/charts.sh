@@ -5,8 +5,8 @@
 #                     against hubs, greenhub, Go and Boost.Fiber, with the
 #                     ideal line;
 #                     from latest.csv (bench=cpu).
-#   scaling_echo.png  I/O-bound core scaling: the greenlet echo server's (and Go's)
-#                     msgs/s over its 1-hub figure, at the largest
+#   scaling_echo.png  I/O-bound core scaling: the greenlet echo server's and
+#                     Go's msgs/s over their 1-hub figures, at the largest
 #                     connection count measured; from echo.csv.
 #   peers.png         greenhub against each peer, one bar per table row of
 #                     the per-operation benchmarks: peer / greenhub, so above

@@ -17,12 +17,11 @@
 # each connection count; then the I/O-bound core-scaling rows: the greenlet
 # server with 1, 2, ... hubs (hwloc pins hub i to core i; no taskset) beside
 # Go's server with GOMAXPROCS=1, 2, ... (confined to the same cores with
-# taskset), taking turns, the
-# load generator pinned to the cores the hubs leave; where the hubs take
-# every core (the load generator shares them), also the greenlet server
-# with SCHED_BATCH hub threads (GREENHUB_SCHED_BATCH=1), in a paragraph
-# under the table.  Each figure is the
-# median of N runs (default 3), each with a fresh server, with the spread;
+# taskset), taking turns, the load generator pinned to the cores the hubs
+# leave; where the hubs take every core (the load generator shares them),
+# also the greenlet server with SCHED_BATCH hub threads
+# (GREENHUB_SCHED_BATCH=1), in a paragraph under the table.  Each figure
+# is the median of N runs (default 3), each with a fresh server, with the spread;
 # p50/p99 latency and the CPU use of both processes come from the median
 # run (load CPU near its thread count means the load generator, not the
 # server, may be the limit; "other CPU" is what the rest of the machine
@@ -279,14 +278,6 @@ summarize() {
     echo "$v $min $max $rest"
 }
 
-# measure CONNS IMPL THREADS SERVER-CORES SERVER-CMD... -> summarize's
-# line over $runs fresh servers
-measure() {
-    local got=() r
-    for ((r = 0; r < runs; r++)); do got+=("$(run_once "$@")"); done
-    summarize "$1" "$2" "$3" "${got[@]}"
-}
-
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf (b > 0 ? "%.2f" : "n/a"), a / b }'; }
 k() { awk -v a="$1" 'BEGIN { printf "%.1fk", a / 1000 }'; }
 
@@ -368,9 +359,9 @@ hub_counts() {
 }
 
 # The scaling rows: at each hub count h, greenhub with h hubs (pinned by
-# hwloc) and Go's goroutine-per-connection server with GOMAXPROCS=h (not
-# pinned, as Go runs), taking turns run by run as in the pinned table,
-# under the same load plan.  Boost.Fiber has no network I/O of its own,
+# hwloc) and Go's goroutine-per-connection server with GOMAXPROCS=h
+# (confined to the same cores, not pinned within them, as Go runs), taking
+# turns run by run as in the pinned table, under the same load plan.  Boost.Fiber has no network I/O of its own,
 # so it has no echo server; its column says so.
 scaling_table() {
     local have_go=0
@@ -402,7 +393,6 @@ scaling_table() {
             done
             read -r v min max p50 p99 scpu lcpu ocpu lthr < <(summarize "$c" scaling-greenhub "$h" "${gh_runs[@]}")
             [[ -z $first ]] && first=$v
-            read -r _ cpus <<<"$(load_plan "$s")"
             ghs="| $c | $h | $(k "$v") ($(k "$min")-$(k "$max")) | $(ratio "$v" "$first")x | $p50 / $p99 | $scpu"
             if ((have_go)); then
                 read -r gv gmin gmax gp50 gp99 gscpu glcpu gocpu glthr < <(summarize "$c" scaling-go "$h" "${go_runs[@]}")

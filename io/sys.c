@@ -45,13 +45,15 @@
  * check the buffers (ASan) and see the synchronisation a socket carries
  * (TSan). */
 #if defined(GH_ASAN) || defined(GH_TSAN)
-enum { SYS_DIRECT = 0 };
+enum { DIRECT_SYSCALLS = 0 };
 #else
-enum { SYS_DIRECT = 1 };
+enum { DIRECT_SYSCALLS = 1 };
 #endif
+/* Any thread: true on a hub thread (greenlet or scheduler context).  The
+ * overrides count is read relaxed, as GH_REAL reads the table. */
 static inline bool sys_direct(void)
 {
-    return SYS_DIRECT && gh__hub_self() &&
+    return DIRECT_SYSCALLS && gh__hub_self() &&
            !atomic_load_explicit(&gh__real_overrides, memory_order_relaxed);
 }
 #define SYS(name, nr, ...) \

@@ -131,9 +131,9 @@ static void test_hub_threads_pinned_to_one_core_each(void **state)
 /* gh_config.sched_batch: every hub thread runs under SCHED_BATCH, and only
  * with it (else under the policy of the thread that called gh_run, which
  * they inherit); gh_run's own thread and libuv's thread pool keep the
- * caller's policy either way.  The
- * policies are collected on the hubs and checked here, on the test's
- * thread, where a failed assertion reports itself. */
+ * caller's policy either way.  The policies are collected on the hubs and
+ * checked here, on the test's thread, where a failed assertion reports
+ * itself. */
 static void *policy_fn(void *arg)
 {
     (void)arg;
