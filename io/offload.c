@@ -17,8 +17,11 @@
 #include "io_internal.h"
 #include "real.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 /* ---- gh_blocking ------------------------------------------------------------- */
@@ -129,6 +132,40 @@ static int eai_code(int uverr)
     }
 }
 
+/* Nothing to look up: node is NULL or an IPv4/IPv6 address in its usual
+ * form (no scope name, which takes an interface lookup), service NULL or a
+ * port number.  libc's getaddrinfo then only parses, with no name service,
+ * file or network access, so it runs right on the hub: the thread pool
+ * would cost a round trip and, on its first use, four threads (which would
+ * also share the hubs' descriptor table: runtime.c, "Hub 0 on the caller's
+ * thread").  Other forms libc takes as numeric ("127.1") go to the pool,
+ * with the same result. */
+static bool numeric_only(const char *node, const char *service)
+{
+    unsigned char a[sizeof(struct in6_addr)];
+    if (node && inet_pton(AF_INET, node, a) != 1 && inet_pton(AF_INET6, node, a) != 1)
+        return false;
+    if (!service)
+        return true;
+    if (!*service)
+        return false;
+    for (const char *p = service; *p; p++)
+        if (*p < '0' || *p > '9')
+            return false;
+    return true;
+}
+
+static int getaddrinfo_numeric(const char *node, const char *service,
+                               const struct addrinfo *hints, struct addrinfo **res)
+{
+    /* glibc's defaults when hints is NULL, spelled out to add to them */
+    struct addrinfo h = { .ai_family = AF_UNSPEC, .ai_flags = AI_V4MAPPED | AI_ADDRCONFIG };
+    if (hints)
+        h = *hints;
+    h.ai_flags |= AI_NUMERICSERV | (node ? AI_NUMERICHOST : 0);
+    return GH_REAL(getaddrinfo)(node, service, &h, res);
+}
+
 int gh_getaddrinfo(const char *node, const char *service,
                    const struct addrinfo *hints, struct addrinfo **res)
 {
@@ -140,6 +177,8 @@ int gh_getaddrinfo(const char *node, const char *service,
     }
     if (!self || (!node && !service))
         return GH_REAL(getaddrinfo)(node, service, hints, res);   /* plain thread, or its error */
+    if (numeric_only(node, service))
+        return getaddrinfo_numeric(node, service, hints, res);
     struct gai_req *r = calloc(1, sizeof *r);
     if (!r)
         return EAI_MEMORY;

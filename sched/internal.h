@@ -11,6 +11,7 @@
 #include "stack_cache.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -334,8 +335,10 @@ struct gh__hub {
     unsigned *victims;           /* steal order: near hubs first */
     unsigned nvictims;
     unsigned near_count;         /* victims[0..near_count) share a cache */
-    void *altstack;
-    pthread_t thread;
+    void *altstack;              /* the overflow handler's signal stack, */
+    stack_t altstack_before;     /* and the thread's own before it (hub 0
+                                  * may be gh_run's caller: restored) */
+    pthread_t thread;            /* unset for hub 0 on gh_run's thread */
     int tid;                     /* its thread's id and CPU clock, for */
     clockid_t cpuclock;          /* monitor.c; set before the hubs start */
     unsigned index;

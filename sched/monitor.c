@@ -69,6 +69,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -107,7 +108,10 @@ struct gh__monitor {
     struct gh_shm_header *seg;   /* NULL when not publishing */
     size_t seg_size;
     char seg_name[32];
-    int statm_fd;
+    int statm_fd;                /* /proc/self/statm; -1: not open yet,
+                                  * -2: cannot be */
+    bool private_fds;            /* the thread has its own descriptor
+                                  * table (fds_private) */
     uint64_t period_ns;
     uint64_t rss, rss_at_ns;
     uint64_t stack_res, stack_res_at_ns, stack_res_cost_ns;
@@ -430,6 +434,10 @@ static void read_stack_resident(struct gh__monitor *m, uint64_t now)
 
 static uint64_t read_rss(struct gh__monitor *m, uint64_t now)
 {
+    if (m->statm_fd == -1) {
+        int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+        m->statm_fd = fd >= 0 ? fd : -2;
+    }
     if (m->statm_fd < 0 || now - m->rss_at_ns < RSS_EVERY_NS)
         return m->rss;
     char buf[128];
@@ -502,10 +510,60 @@ static uint64_t next_wait(struct gh__monitor *m, bool idle)
     return m->period_ns;
 }
 
+/* ---- the thread's own descriptor table ------------------------------------------
+ *
+ * The monitor thread gives up its share of the process's descriptor table
+ * and keeps a table of its own holding only stderr (its reports), where it
+ * opens its /proc files.  The process's table is then used by the hubs
+ * (and libuv's thread pool, once started) alone: with one hub, by one
+ * thread, and the kernel's descriptor lookups skip the reference count on
+ * the file (runtime.c, "Hub 0 on the caller's thread").
+ *
+ * close_range(3, ~0, CLOSE_RANGE_UNSHARE) makes the new table with the
+ * descriptors below 3 only, so no other file is held open by the copy even
+ * for an instant (a socket the program closes is closed at once).  Where
+ * the kernel lacks it (before Linux 5.9) the thread shares the table as
+ * before.  Not in the sanitizer builds: ThreadSanitizer tracks descriptors
+ * by number, process-wide, and would take the monitor's private /proc
+ * descriptors for the hubs' sockets of the same number.
+ *
+ * The descriptors the thread opens are its table's: it closes them itself
+ * before it ends (fds_close), and the last sample, taken on gh_run's thread
+ * after the join, opens its own in the process's table. */
+#ifndef CLOSE_RANGE_UNSHARE
+#define CLOSE_RANGE_UNSHARE (1U << 1)
+#endif
+
+static void fds_private(struct gh__monitor *m)
+{
+#if defined(SYS_close_range) && !defined(GH_ASAN) && !defined(GH_TSAN)
+    if (syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_UNSHARE) != 0)
+        return;
+    syscall(SYS_close, 0);   /* stdin and stdout are not the monitor's */
+    syscall(SYS_close, 1);
+    m->private_fds = true;
+#else
+    (void)m;
+#endif
+}
+
+static void fds_close(struct gh__monitor *m)
+{
+    if (m->statm_fd >= 0)
+        close(m->statm_fd);
+    m->statm_fd = -1;
+    for (unsigned i = 0; m->stat_fd && i < m->rt->nhubs; i++) {
+        if (m->stat_fd[i] >= 0)
+            close(m->stat_fd[i]);
+        m->stat_fd[i] = -1;
+    }
+}
+
 static void *monitor_main(void *arg)
 {
     struct gh__monitor *m = arg;
     struct gh_shm_header census;
+    fds_private(m);
     pthread_mutex_lock(&m->mu);
     while (!m->stop) {
         pthread_mutex_unlock(&m->mu);
@@ -523,6 +581,8 @@ static void *monitor_main(void *arg)
         atomic_store(&m->rt->monitor_idle, 0);
     }
     pthread_mutex_unlock(&m->mu);
+    if (m->private_fds)
+        fds_close(m);
     return NULL;
 }
 
@@ -550,11 +610,7 @@ static uint64_t period_for(uint64_t block_ns)
 static void monitor_free(struct gh__monitor *m)
 {
     seg_close(m);
-    if (m->statm_fd >= 0)
-        close(m->statm_fd);
-    for (unsigned i = 0; m->stat_fd && i < m->rt->nhubs; i++)
-        if (m->stat_fd[i] >= 0)
-            close(m->stat_fd[i]);
+    fds_close(m);
     free(m->stat_fd);
     pthread_cond_destroy(&m->cv);
     pthread_mutex_destroy(&m->mu);
@@ -588,7 +644,6 @@ static struct gh__monitor *monitor_new(struct gh__runtime *rt)
         return NULL;
     }
     m->period_ns = period_for(rt->block_ns);
-    m->statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
     if (rt->publish)
         seg_open(m);
     if (m->seg)

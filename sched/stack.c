@@ -471,13 +471,18 @@ int gh__stack_hub_init(struct gh__hub *h)
         return ENOMEM;
     }
     stack_t ss = { .ss_sp = h->altstack, .ss_size = alt, .ss_flags = 0 };
-    return sigaltstack(&ss, NULL) == 0 ? 0 : errno;
+    return sigaltstack(&ss, &h->altstack_before) == 0 ? 0 : errno;
 }
 
 void gh__stack_hub_destroy(struct gh__hub *h)
 {
     if (h->altstack) {
-        stack_t ss = { .ss_flags = SS_DISABLE };
+        /* The thread's alternate stack before this hub's, or none: a hub
+         * on gh_run's own thread leaves it as it found it. */
+        stack_t ss = h->altstack_before;
+        if (!ss.ss_sp)
+            ss = (stack_t){ .ss_flags = SS_DISABLE };
+        ss.ss_flags &= SS_DISABLE;
         sigaltstack(&ss, NULL);
         munmap(h->altstack, 64 * 1024);
         h->altstack = NULL;
