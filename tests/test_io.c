@@ -2,6 +2,7 @@
  * protocol, deadline scopes and cancellation, on real sockets. */
 #include "gh_test.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pty.h>
@@ -15,6 +16,7 @@
 #include <stdbool.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -870,6 +872,141 @@ static void test_getaddrinfo_resolves_and_fails_cleanly(void **state)
     (void)state;
     gh_test_run(2, gai_main, NULL);
     assert_int_equal(gai_ok("localhost"), 0);   /* plain thread */
+}
+
+/* A numeric address and port need no lookup: gh_getaddrinfo answers them on
+ * the hub, with libc's result, and starts no thread pool (io/offload.c).
+ * So a one-hub runtime serving on 127.0.0.1 is a process of two threads,
+ * hub 0 on gh_run's own thread and the monitor, and the monitor keeps a
+ * descriptor table of its own (runtime.c, "Hub 0 on the caller's thread";
+ * monitor.c): the hub's table is used by one thread.  Run in a child,
+ * where libuv's thread pool has not started; the child reports, the test
+ * checks. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SANITIZED 1   /* no private table there (monitor.c); TSan has a thread */
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#ifndef SANITIZED
+#define SANITIZED 0
+#endif
+
+struct solo_report {
+    int same[4];         /* gh_getaddrinfo == libc's, per case */
+    int listen_fd;
+    int threads;         /* in /proc/self/task while serving */
+    int monitor_found;
+    int monitor_shares;  /* the monitor's fd N is the hub's fd N */
+};
+
+static bool same_ai(const struct addrinfo *a, const struct addrinfo *b)
+{
+    for (; a && b; a = a->ai_next, b = b->ai_next)
+        if (a->ai_family != b->ai_family || a->ai_socktype != b->ai_socktype ||
+            a->ai_addrlen != b->ai_addrlen || memcmp(a->ai_addr, b->ai_addr, a->ai_addrlen))
+            return false;
+    return !a && !b;
+}
+
+static int gai_same(const char *node, const char *svc, int family, int socktype, int flags)
+{
+    struct addrinfo hints = { .ai_family = family, .ai_socktype = socktype, .ai_flags = flags };
+    struct addrinfo *mine = NULL, *libc = NULL;
+    int r1 = gh_getaddrinfo(node, svc, &hints, &mine);
+    int r2 = getaddrinfo(node, svc, &hints, &libc);
+    int same = r1 == 0 && r2 == 0 && same_ai(mine, libc);
+    if (mine)
+        freeaddrinfo(mine);
+    if (libc)
+        freeaddrinfo(libc);
+    return same;
+}
+
+static int count_threads(pid_t *monitor)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/task");
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (e->d_name[0] == '.')
+            continue;
+        n++;
+        char path[300], comm[32] = "";
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f && fgets(comm, sizeof comm, f) && strncmp(comm, "gh-monitor", 10) == 0)
+            *monitor = (pid_t)atoi(e->d_name);
+        if (f)
+            fclose(f);
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+static void *solo_main(void *arg)
+{
+    struct solo_report *r = arg;
+    r->same[0] = gai_same("127.0.0.1", "8080", AF_UNSPEC, SOCK_STREAM, 0);
+    r->same[1] = gai_same("::1", "443", AF_INET6, SOCK_STREAM, 0);
+    r->same[2] = gai_same(NULL, "0", AF_UNSPEC, SOCK_STREAM, AI_PASSIVE);
+    r->same[3] = gai_same("10.1.2.3", NULL, AF_INET, SOCK_DGRAM, 0);
+    r->listen_fd = gh_tcp_listen("127.0.0.1", "0", 16);
+    pid_t monitor = 0;
+    r->threads = count_threads(&monitor);
+    r->monitor_found = monitor > 0;
+    r->monitor_shares = 1;
+    char mine[64] = "", path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", r->listen_fd);
+    ssize_t n = readlink(path, mine, sizeof mine - 1);
+    for (int i = 0; monitor > 0 && n > 0 && i < 200 && r->monitor_shares; i++) {
+        char theirs[64] = "";
+        snprintf(path, sizeof path, "/proc/self/task/%d/fd/%d", (int)monitor, r->listen_fd);
+        ssize_t m = readlink(path, theirs, sizeof theirs - 1);
+        r->monitor_shares = m == n && memcmp(mine, theirs, (size_t)n) == 0;
+        if (r->monitor_shares)
+            gh_sleep_ms(10);   /* the monitor thread may not have run yet */
+    }
+    if (r->listen_fd >= 0)
+        gh_close(r->listen_fd);
+    return NULL;
+}
+
+static void test_one_hub_serving_on_numeric_address_is_one_thread_with_the_fds(void **state)
+{
+    (void)state;
+    unsetenv("GREENHUB_HUBS");
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct solo_report r = { .listen_fd = -1 };
+        gh_config cfg = { .hubs = 1 };
+        int rc = gh_run(&cfg, solo_main, &r, NULL);
+        _exit(rc == 0 && write(p[1], &r, sizeof r) == (ssize_t)sizeof r ? 0 : 1);
+    }
+    close(p[1]);
+    struct solo_report r;
+    ssize_t got = read(p[0], &r, sizeof r);
+    close(p[0]);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(got, (ssize_t)sizeof r);
+    for (int i = 0; i < 4; i++)
+        assert_true(r.same[i]);
+    assert_true(r.listen_fd >= 3);
+    assert_true(r.monitor_found);
+    if (SANITIZED)
+        return;
+    assert_int_equal(r.threads, 2);   /* hub 0 (gh_run's thread) and the monitor */
+#ifdef SYS_close_range
+    if (syscall(SYS_close_range, INT_MAX - 1, INT_MAX - 1, 0) != 0)
+        skip();   /* a kernel before 5.9: the monitor shares the table */
+    assert_false(r.monitor_shares);
+#endif
 }
 
 /* ---- signals ------------------------------------------------------------------- */
@@ -1976,6 +2113,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_stats_count_io_waits_and_pending_timers),
     cmocka_unit_test(test_blocking_runs_off_the_hub_while_it_runs_others),
     cmocka_unit_test(test_getaddrinfo_resolves_and_fails_cleanly),
+    cmocka_unit_test(test_one_hub_serving_on_numeric_address_is_one_thread_with_the_fds),
     cmocka_unit_test(test_signal_wait_wakes_every_waiter_times_out_and_cancels),
     cmocka_unit_test(test_signal_between_waits_is_kept_and_disposition_restored),
     cmocka_unit_test(test_signal_caught_from_the_first_wait_on),

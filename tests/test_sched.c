@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/resource.h>
@@ -195,6 +196,112 @@ static void test_hub_threads_sched_batch_only_when_asked(void **state)
     setenv("GREENHUB_SCHED_BATCH", "0", 1);
     run_policy(1, caller, caller);
     unsetenv("GREENHUB_SCHED_BATCH");
+}
+
+/* Hub 0 runs on the thread that called gh_run (runtime.c, "Hub 0 on the
+ * caller's thread"), the other hubs on threads of their own; the caller
+ * gets its CPU affinity and alternate signal stack back as it gave them.
+ * A caller with a small stack gets a thread for hub 0 instead.  The
+ * figures are collected on the hubs and checked here. */
+struct caller_probe {
+    pid_t hub_tid[2];
+    int hub0_cpus;   /* CPUs hub 0's thread may run on, in the run */
+};
+
+static void *tid_fn(void *arg)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (arg && sched_getaffinity(0, sizeof set, &set) == 0)
+        *(int *)arg = CPU_COUNT(&set);
+    return (void *)(intptr_t)gettid();
+}
+
+static void *caller_main(void *arg)
+{
+    struct caller_probe *p = arg;
+    for (int h = 0; h < 2; h++) {
+        gh_spawn_opts o = { .name = "tid", .hub = h, .pinned = 1 };
+        gh_greenlet *g = gh_spawn_with(&o, tid_fn, h == 0 ? &p->hub0_cpus : NULL);
+        void *r = NULL;
+        if (g)
+            gh_join(g, &r);
+        p->hub_tid[h] = (pid_t)(intptr_t)r;
+    }
+    return NULL;
+}
+
+static int run_caller_probe(struct caller_probe *p)
+{
+    gh_config cfg = { .hubs = 2 };
+    return gh_run(&cfg, caller_main, p, NULL);
+}
+
+static void test_hub0_runs_on_the_callers_thread_and_gives_it_back(void **state)
+{
+    (void)state;
+    unsetenv("GREENHUB_PIN");
+    unsetenv("GREENHUB_HUBS");
+    static char alt[64 * 1024];
+    stack_t mine = { .ss_sp = alt, .ss_size = sizeof alt }, before, after;
+    assert_int_equal(sigaltstack(&mine, &before), 0);
+    cpu_set_t cpus_before, cpus_after;
+    assert_int_equal(sched_getaffinity(0, sizeof cpus_before, &cpus_before), 0);
+
+    struct caller_probe p = { { 0, 0 }, 0 };
+    assert_int_equal(run_caller_probe(&p), 0);
+    assert_int_equal(p.hub_tid[0], gettid());
+    assert_true(p.hub_tid[1] > 0 && p.hub_tid[1] != gettid());
+    if (CPU_COUNT(&cpus_before) >= 2)
+        assert_int_equal(p.hub0_cpus, 1);   /* pinned while it was hub 0 ... */
+    assert_int_equal(sched_getaffinity(0, sizeof cpus_after, &cpus_after), 0);
+    assert_true(CPU_EQUAL(&cpus_before, &cpus_after));   /* ... and not after */
+    assert_int_equal(sigaltstack(NULL, &after), 0);
+    assert_ptr_equal(after.ss_sp, alt);
+    assert_int_equal(after.ss_size, sizeof alt);
+    assert_int_equal(gh_hub_index(), -1);
+    assert_null(gh_self());
+
+    /* gh_run again on the same thread: hub 0 is this thread again */
+    memset(&p, 0, sizeof p);
+    assert_int_equal(run_caller_probe(&p), 0);
+    assert_int_equal(p.hub_tid[0], gettid());
+
+    if (before.ss_flags & SS_DISABLE)
+        before = (stack_t){ .ss_flags = SS_DISABLE };
+    before.ss_flags &= SS_DISABLE;
+    assert_int_equal(sigaltstack(&before, NULL), 0);
+}
+
+struct small_caller {
+    struct caller_probe p;
+    pid_t tid;
+    int rc;
+};
+
+static void *small_caller_fn(void *arg)
+{
+    struct small_caller *c = arg;
+    c->tid = gettid();
+    c->rc = run_caller_probe(&c->p);
+    return NULL;
+}
+
+static void test_small_stack_caller_gets_a_thread_for_hub0(void **state)
+{
+    (void)state;
+    pthread_attr_t a;
+    pthread_t t;
+    struct small_caller c = { .rc = -1 };
+    assert_int_equal(pthread_attr_init(&a), 0);
+    assert_int_equal(pthread_attr_setstacksize(&a, 128 * 1024), 0);   /* < 256 KiB */
+    assert_int_equal(pthread_create(&t, &a, small_caller_fn, &c), 0);
+    pthread_attr_destroy(&a);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(c.rc, 0);
+    assert_true(c.p.hub_tid[0] > 0 && c.p.hub_tid[0] != c.tid);
+    assert_true(c.p.hub_tid[1] > 0 && c.p.hub_tid[1] != c.tid);
+    assert_int_not_equal(c.p.hub_tid[0], c.p.hub_tid[1]);
 }
 
 /* A pinned greenlet that yields and sleeps many times never leaves its hub. */
@@ -1293,6 +1400,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_100k_greenlets_run_once_on_both_hubs),
     cmocka_unit_test(test_hub_threads_pinned_to_one_core_each),
     cmocka_unit_test(test_hub_threads_sched_batch_only_when_asked),
+    cmocka_unit_test(test_hub0_runs_on_the_callers_thread_and_gives_it_back),
+    cmocka_unit_test(test_small_stack_caller_gets_a_thread_for_hub0),
     cmocka_unit_test(test_pinned_greenlets_never_migrate),
     cmocka_unit_test(test_sleeps_wake_in_deadline_order_not_early),
     cmocka_unit_test(test_sleeps_not_early_on_two_hubs),
