@@ -66,6 +66,7 @@ int gh_blocking(void *(*fn)(void *arg), void *arg, void **result)
     }
     struct blocking_req r = { .fn = fn, .arg = arg, .g = self };
     r.work.data = &r;
+    gh__pool_ensure();
     int err = uv_queue_work(&h->loop, &r.work, blocking_work, blocking_after);
     if (err)
         return -err;
@@ -184,6 +185,7 @@ int gh_getaddrinfo(const char *node, const char *service,
         return EAI_MEMORY;
     r->g = self;
     r->req.data = r;
+    gh__pool_ensure();
     int err = uv_getaddrinfo(&h->loop, &r->req, gai_done, node, service, hints);
     if (err) {
         free(r);

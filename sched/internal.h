@@ -374,6 +374,13 @@ struct gh__runtime {
     bool pin;
     bool sched_batch;            /* hub threads SCHED_BATCH (gh_config) */
     struct gh__hub *hubs;        /* immutable after start */
+    /* gh_run's thread as it came: CPU affinity and scheduling policy, put
+     * back on it after hub 0 ran there and lent to libuv's thread pool
+     * (gh__pool_ensure).  Written before the hubs start, then read only. */
+    cpu_set_t caller_cpus;
+    int caller_policy;
+    struct sched_param caller_param;
+    bool caller_cpus_ok, caller_policy_ok;
 
     struct gh__fifo inject;      /* from plain threads */
 
@@ -415,6 +422,11 @@ struct gh__runtime {
 };
 
 extern struct gh__runtime *gh__rt;   /* set while a runtime runs */
+
+/* Hub thread, before anything that may be libuv's thread pool's first use
+ * (uv_queue_work, uv_getaddrinfo): starts the pool with the affinity and
+ * policy of gh_run's thread, not this hub's pinned core (runtime.c). */
+void gh__pool_ensure(void);
 
 /* Hub the calling thread runs, NULL on a plain thread.  Never cached across
  * a switch: a greenlet may resume on another hub (use the hub the switch

@@ -98,6 +98,17 @@ static void sched_ctx_init(struct gh__hub *h)
     gh__tsan_fiber_current(&h->sched_ctx);
 }
 
+/* The hub's thread takes the hub's scheduling policy. */
+static void hub_policy(void)
+{
+    if (gh__rt->sched_batch) {
+        /* Best effort, like the pinning: where a sandbox refuses it the
+         * hub runs under the default policy. */
+        struct sched_param sp = { .sched_priority = 0 };
+        (void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+    }
+}
+
 static int hub_init(struct gh__hub *h)
 {
     gh__hub_set_self(h);
@@ -107,12 +118,7 @@ static int hub_init(struct gh__hub *h)
     h->errno_loc = __errno_location();   /* this hub thread's */
     if (h->core >= 0 && gh__topology_pin_self(h->core) != 0)
         h->core = -1;
-    if (gh__rt->sched_batch) {
-        /* Best effort, like the pinning: where a sandbox refuses it the
-         * hub runs under the default policy. */
-        struct sched_param sp = { .sched_priority = 0 };
-        (void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
-    }
+    hub_policy();
     sched_ctx_init(h);
     int err = gh__stack_hub_init(h);
     if (!err && uv_loop_init(&h->loop) != 0)
@@ -191,28 +197,6 @@ static void *hub_thread(void *arg)
     stop_handshake(gh__rt);
     hub_fini(h);
     return NULL;
-}
-
-/* libuv's thread pool is process-wide and starts at the first
- * uv_queue_work, with threads that inherit the scheduling policy of the
- * thread that queued it.  Under sched_batch that would be a hub, and the
- * pool would stay SCHED_BATCH for the rest of the process (found in
- * review).  So with sched_batch the pool is started first, here, on the
- * thread that calls gh_run.  Best effort, like the policy itself. */
-static void pool_noop(uv_work_t *w)
-{
-    (void)w;
-}
-
-static void pool_start_here(void)
-{
-    uv_loop_t loop;
-    uv_work_t w;
-    if (uv_loop_init(&loop) != 0)
-        return;
-    if (uv_queue_work(&loop, &w, pool_noop, NULL) == 0)
-        uv_run(&loop, UV_RUN_DEFAULT);
-    (void)uv_loop_close(&loop);
 }
 
 static int runtime_alloc(struct gh__runtime **out, const gh_config *cfg)
@@ -295,14 +279,6 @@ static void runtime_free(struct gh__runtime *rt)
  * for hub 0 as for the others. */
 enum { CALLER_STACK_MIN = 256 * 1024 };
 
-struct caller_state {
-    cpu_set_t cpus;
-    bool cpus_saved;
-    int policy;
-    struct sched_param param;
-    bool policy_saved;
-};
-
 /* Can hub 0's loop run on this thread's stack? */
 static bool caller_stack_ok(void)
 {
@@ -318,18 +294,84 @@ static bool caller_stack_ok(void)
            (uintptr_t)&here - (uintptr_t)lo >= CALLER_STACK_MIN;
 }
 
-static void caller_save(struct caller_state *cs)
+static void caller_save(struct gh__runtime *rt)
 {
-    cs->cpus_saved = pthread_getaffinity_np(pthread_self(), sizeof cs->cpus, &cs->cpus) == 0;
-    cs->policy_saved = pthread_getschedparam(pthread_self(), &cs->policy, &cs->param) == 0;
+    pthread_t self = pthread_self();
+    rt->caller_cpus_ok = pthread_getaffinity_np(self, sizeof rt->caller_cpus, &rt->caller_cpus) == 0;
+    rt->caller_policy_ok = pthread_getschedparam(self, &rt->caller_policy, &rt->caller_param) == 0;
 }
 
-static void caller_restore(const struct caller_state *cs)
+/* This thread takes the affinity and policy gh_run's thread came with. */
+static void caller_restore(const struct gh__runtime *rt)
 {
-    if (cs->cpus_saved)
-        (void)pthread_setaffinity_np(pthread_self(), sizeof cs->cpus, &cs->cpus);
-    if (cs->policy_saved)
-        (void)pthread_setschedparam(pthread_self(), cs->policy, &cs->param);
+    pthread_t self = pthread_self();
+    if (rt->caller_cpus_ok)
+        (void)pthread_setaffinity_np(self, sizeof rt->caller_cpus, &rt->caller_cpus);
+    if (rt->caller_policy_ok)
+        (void)pthread_setschedparam(self, rt->caller_policy, &rt->caller_param);
+}
+
+/* libuv's thread pool is process-wide and starts at the first
+ * uv_queue_work, on the thread that queues it, with threads that inherit
+ * that thread's CPU affinity and scheduling policy.  From a pinned hub
+ * every pool thread would run on that hub's one core (a gh_blocking load
+ * then used one core; found 2026-12-06), and under sched_batch it would
+ * stay SCHED_BATCH for the rest of the process (found in review).  So the
+ * hub that comes first lends itself gh_run's thread's affinity and policy
+ * while it starts the pool, then takes its own back.  Once per process
+ * (libuv restarts the pool in a forked child; so does this). */
+static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic bool pool_started;
+static pthread_once_t pool_fork_once = PTHREAD_ONCE_INIT;
+
+static void pool_forked(void)
+{
+    atomic_store(&pool_started, false);
+}
+
+static void pool_fork_hook(void)
+{
+    (void)pthread_atfork(NULL, NULL, pool_forked);
+}
+
+static void pool_noop(uv_work_t *w)
+{
+    (void)w;
+}
+
+/* Starts the pool from this thread, as it is now: one no-op job on a loop
+ * of its own, waited for. */
+static void pool_start_here(void)
+{
+    uv_loop_t loop;
+    uv_work_t w;
+    if (uv_loop_init(&loop) != 0)
+        return;
+    if (uv_queue_work(&loop, &w, pool_noop, NULL) == 0)
+        uv_run(&loop, UV_RUN_DEFAULT);
+    (void)uv_loop_close(&loop);
+}
+
+void gh__pool_ensure(void)
+{
+    if (atomic_load_explicit(&pool_started, memory_order_acquire))
+        return;
+    pthread_once(&pool_fork_once, pool_fork_hook);
+    struct gh__runtime *rt = gh__rt;
+    struct gh__hub *h = gh__hub_self();
+    pthread_mutex_lock(&pool_mu);
+    if (!atomic_load_explicit(&pool_started, memory_order_relaxed)) {
+        bool lend = rt && h && (h->core >= 0 || rt->sched_batch);
+        if (lend)
+            caller_restore(rt);
+        pool_start_here();
+        if (lend && h->core >= 0)   /* the hub's own again */
+            (void)gh__topology_pin_self(h->core);
+        if (lend)
+            hub_policy();
+        atomic_store_explicit(&pool_started, true, memory_order_release);
+    }
+    pthread_mutex_unlock(&pool_mu);
 }
 
 /* Starts threads for hubs first..n-1 (first is 1 when hub 0 runs on the
@@ -366,9 +408,7 @@ static int hubs_run(struct gh__runtime *rt)
 {
     struct gh__hub *h0 = &rt->hubs[0];
     unsigned first = caller_stack_ok() ? 1 : 0, nthreads = 0;
-    struct caller_state cs;
     if (first) {
-        caller_save(&cs);
         int err = hub_init(h0);
         if (err)
             gh__die(__func__, "hub 0 could not start: %s", strerror(err));
@@ -380,7 +420,7 @@ static int hubs_run(struct gh__runtime *rt)
         gh__hub_main(h0);   /* at once if a thread could not be made */
         stop_handshake(rt);
         hub_fini(h0);
-        caller_restore(&cs);
+        caller_restore(rt);
     }
     for (unsigned i = first; i < nthreads; i++)
         pthread_join(rt->hubs[i].thread, NULL);
@@ -421,8 +461,7 @@ int gh_run(const gh_config *cfg, gh_fn main_fn, void *arg, void **result)
     atomic_store(&m->refs, 1);   /* nobody holds a handle to main */
     gh__enqueue(m);              /* a plain thread: onto the inject queue */
     gh__monitor_open(rt);
-    if (rt->sched_batch)
-        pool_start_here();
+    caller_save(rt);
     err = hubs_run(rt);
     gh__monitor_stop(rt);
     if (!err && result)

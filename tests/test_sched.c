@@ -198,6 +198,54 @@ static void test_hub_threads_sched_batch_only_when_asked(void **state)
     unsetenv("GREENHUB_SCHED_BATCH");
 }
 
+/* libuv's thread pool starts with the CPU affinity of gh_run's thread,
+ * not the pinned core of the hub that used it first (runtime.c,
+ * gh__pool_ensure): gh_blocking work may run on every CPU the program may. */
+static void *cpus_fn(void *arg)
+{
+    (void)arg;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) != 0)
+        return (void *)(intptr_t)-1;
+    return (void *)(intptr_t)CPU_COUNT(&set);
+}
+
+static void *pool_cpus_fn(void *arg)
+{
+    int *got = arg;   /* got[0]: a pool thread's CPUs; got[1]: this hub's */
+    void *r = (void *)(intptr_t)-1;
+    if (gh_blocking(cpus_fn, NULL, &r) == 0)
+        got[0] = (int)(intptr_t)r;
+    got[1] = (int)(intptr_t)cpus_fn(NULL);
+    return NULL;
+}
+
+static void *pool_cpus_main(void *arg)
+{
+    gh_spawn_opts o = { .name = "pool-cpus", .hub = 1, .pinned = 1 };
+    gh_greenlet *g = gh_spawn_with(&o, pool_cpus_fn, arg);
+    if (g)
+        gh_join(g, NULL);
+    return NULL;
+}
+
+static void test_thread_pool_is_not_confined_to_a_pinned_hubs_core(void **state)
+{
+    (void)state;
+    cpu_set_t mine;
+    CPU_ZERO(&mine);
+    assert_int_equal(sched_getaffinity(0, sizeof mine, &mine), 0);
+    if (CPU_COUNT(&mine) < 2)
+        skip();
+    unsetenv("GREENHUB_PIN");
+    int got[2] = { -1, -1 };
+    gh_config cfg = { .hubs = 2 };
+    assert_int_equal(gh_run(&cfg, pool_cpus_main, got, NULL), 0);
+    assert_int_equal(got[1], 1);                  /* the hub is pinned ... */
+    assert_int_equal(got[0], CPU_COUNT(&mine));   /* ... the pool is not */
+}
+
 /* Hub 0 runs on the thread that called gh_run (runtime.c, "Hub 0 on the
  * caller's thread"), the other hubs on threads of their own; the caller
  * gets its CPU affinity and alternate signal stack back as it gave them.
@@ -1400,6 +1448,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_100k_greenlets_run_once_on_both_hubs),
     cmocka_unit_test(test_hub_threads_pinned_to_one_core_each),
     cmocka_unit_test(test_hub_threads_sched_batch_only_when_asked),
+    cmocka_unit_test(test_thread_pool_is_not_confined_to_a_pinned_hubs_core),
     cmocka_unit_test(test_hub0_runs_on_the_callers_thread_and_gives_it_back),
     cmocka_unit_test(test_small_stack_caller_gets_a_thread_for_hub0),
     cmocka_unit_test(test_pinned_greenlets_never_migrate),
