@@ -182,6 +182,9 @@ bool gh__hub_call(struct gh__hub *h, struct gh__hubcall *call);
  * further calls. */
 void gh__hub_calls_close(struct gh__hub *h);
 
+/* offload.c: is node an IPv4 or IPv6 address literal (inet_pton's forms)? */
+bool gh__io_addr_literal(const char *node);
+
 /* ---- per-hub parts, started and stopped with the hub ------------------------------ */
 void gh__poll_hub_fini(struct gh__hub *h);
 void gh__signal_hub_fini(struct gh__hub *h);

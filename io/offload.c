@@ -133,18 +133,28 @@ static int eai_code(int uverr)
     }
 }
 
-/* Nothing to look up: node is NULL or an IPv4/IPv6 address in its usual
- * form (no scope name, which takes an interface lookup), service NULL or a
- * port number.  libc's getaddrinfo then only parses, with no name service,
- * file or network access, so it runs right on the hub: the thread pool
- * would cost a round trip and, on its first use, four threads (which would
- * also share the hubs' descriptor table: runtime.c, "Hub 0 on the caller's
- * thread").  Other forms libc takes as numeric ("127.1") go to the pool,
- * with the same result. */
-static bool numeric_only(const char *node, const char *service)
+bool gh__io_addr_literal(const char *node)
 {
     unsigned char a[sizeof(struct in6_addr)];
-    if (node && inet_pton(AF_INET, node, a) != 1 && inet_pton(AF_INET6, node, a) != 1)
+    return node && (inet_pton(AF_INET, node, a) == 1 || inet_pton(AF_INET6, node, a) == 1);
+}
+
+/* Nothing to look up: node is NULL or an IPv4/IPv6 address in its usual
+ * form (no scope name, which takes an interface lookup), service NULL or a
+ * port number, and no AI_ADDRCONFIG (which asks the kernel for the
+ * configured addresses: a netlink exchange, and nscd's socket; NULL hints
+ * mean AI_ADDRCONFIG too).  libc's getaddrinfo then only parses, with no
+ * system call, name service or file (strace), so it runs right on the hub:
+ * the thread pool would cost a round trip and, on its first use, four
+ * threads that also share the hubs' descriptor table (runtime.c, "Hub 0
+ * on the caller's thread").  Other forms libc takes as numeric ("127.1")
+ * go to the pool, with the same result. */
+static bool numeric_only(const char *node, const char *service,
+                         const struct addrinfo *hints)
+{
+    if (!hints || (hints->ai_flags & AI_ADDRCONFIG))
+        return false;
+    if (node && !gh__io_addr_literal(node))
         return false;
     if (!service)
         return true;
@@ -159,10 +169,7 @@ static bool numeric_only(const char *node, const char *service)
 static int getaddrinfo_numeric(const char *node, const char *service,
                                const struct addrinfo *hints, struct addrinfo **res)
 {
-    /* glibc's defaults when hints is NULL, spelled out to add to them */
-    struct addrinfo h = { .ai_family = AF_UNSPEC, .ai_flags = AI_V4MAPPED | AI_ADDRCONFIG };
-    if (hints)
-        h = *hints;
+    struct addrinfo h = *hints;
     h.ai_flags |= AI_NUMERICSERV | (node ? AI_NUMERICHOST : 0);
     return GH_REAL(getaddrinfo)(node, service, &h, res);
 }
@@ -178,7 +185,7 @@ int gh_getaddrinfo(const char *node, const char *service,
     }
     if (!self || (!node && !service))
         return GH_REAL(getaddrinfo)(node, service, hints, res);   /* plain thread, or its error */
-    if (numeric_only(node, service))
+    if (numeric_only(node, service, hints))
         return getaddrinfo_numeric(node, service, hints, res);
     struct gai_req *r = calloc(1, sizeof *r);
     if (!r)

@@ -17,9 +17,13 @@ static int resolve(const char *host, const char *port, int passive,
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = passive ? AI_PASSIVE : AI_ADDRCONFIG;
     if (host && !*host)
         host = NULL;
+    /* AI_ADDRCONFIG filters a name's addresses by the families configured
+     * here; an address literal already names its family, and without the
+     * flag it needs no lookup at all (gh_getaddrinfo answers it on the
+     * hub, io/offload.c). */
+    hints.ai_flags = passive ? AI_PASSIVE : gh__io_addr_literal(host) ? 0 : AI_ADDRCONFIG;
     int r = gh_getaddrinfo(host, port, &hints, out);
     if (r == 0)
         return 0;

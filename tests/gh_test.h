@@ -2,10 +2,12 @@
  *
  * Each test case runs in its own process (ctest runs `test_x CASE`), with a
  * timeout, so one deadlock cannot take the suite down.  An assertion that
- * fails inside a greenlet (on a hub thread) ends the process with status
- * 255: cmocka keeps its message in a per-thread buffer that nobody prints
- * then, so gh_test_main prints a line saying so (find the assertion with
- * gdb: `break _fail`), and the test fails, visibly.  Where the reason
+ * fails inside a greenlet on hub 0 (which runs on the test's own thread,
+ * the one that called gh_run) fails the test as on the test's thread.  On
+ * another hub's thread it ends the process with status 255: cmocka keeps
+ * its message in a per-thread buffer that nobody prints then, so
+ * gh_test_main prints a line saying so (find the assertion with gdb:
+ * `break _fail`), and the test fails, visibly.  Where the reason
  * matters, use fail_msg() after printing what was seen. */
 #ifndef GH_TEST_H
 #define GH_TEST_H

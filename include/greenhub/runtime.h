@@ -89,9 +89,10 @@ typedef void *(*gh_fn)(void *arg);
  *               policy, the hubs run under the default one, silently.
  *               A thread a greenlet starts with pthread_create inherits
  *               it; libuv's thread pool (gh_blocking, gh_getaddrinfo),
- *               which is process-wide, does not: with sched_batch gh_run
- *               starts it first, on the calling thread.  Off, hub threads
- *               inherit the policy of the thread that calls gh_run.
+ *               which is process-wide, does not: it starts with the
+ *               policy (and CPU affinity) of the thread that called
+ *               gh_run.  Off, hub threads inherit the policy of the thread
+ *               that calls gh_run.
  *   no_publish  non-zero: do not publish the hubs for schedtop.  By default
  *               the runtime keeps a shared-memory segment
  *               /dev/shm/greenhub.<pid> (mode 0600: readable by the same
@@ -127,6 +128,20 @@ typedef struct gh_config {
  * When main_fn returns the runtime stops: greenlets that are still alive
  * are not run any further and their stacks are released (like goroutines
  * when Go's main returns).  Handles to them become invalid.
+ *
+ * Hub 0 runs on the thread that calls gh_run (the others get threads of
+ * their own), so that thread is busy as long as the runtime runs, as it
+ * would be waiting anyway.  Greenlets on hub 0 see that thread's
+ * thread-local variables (greenlets move between hubs: keep per-greenlet
+ * state in gh_local, not in thread-locals).  With pinning, the thread runs
+ * on hub 0's core meanwhile; gh_run gives it back its CPU affinity,
+ * scheduling policy and alternate signal stack as it found them, and
+ * never changes its name or signal mask.  A thread with less than 256 KiB
+ * of stack left gets a thread for hub 0 instead (the hub loop runs on the
+ * caller's stack).  So a one-hub runtime is one thread (plus the monitor,
+ * which keeps a descriptor table of its own, and libuv's thread pool once
+ * something needs it): the kernel then skips a reference count per system
+ * call on a descriptor, as in a single-threaded libuv program.
  *
  * Returns 0; EBUSY if a runtime is already running in this process; EINVAL
  * for a NULL main_fn or an unusable configuration; ENOMEM or EAGAIN if
