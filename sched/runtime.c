@@ -317,9 +317,13 @@ static void caller_restore(const struct gh__runtime *rt)
  * every pool thread would run on that hub's one core (a gh_blocking load
  * then used one core; found 2026-12-06), and under sched_batch it would
  * stay SCHED_BATCH for the rest of the process (found in review).  So the
- * hub that comes first lends itself gh_run's thread's affinity and policy
- * while it starts the pool, then takes its own back.  Once per process
- * (libuv restarts the pool in a forked child; so does this). */
+ * first hub to need the pool has it started by a short-lived thread that
+ * takes gh_run's thread's affinity and policy first, and waits for it.
+ * A thread, not the hub itself: starting the pool runs a libuv loop (12
+ * KiB of epoll events on the stack), most of a greenlet's smallest stack,
+ * and the hub keeps its own affinity throughout.  Once per process (libuv restarts the pool in a forked child;
+ * so does this).  If no thread can be made, the pool starts where it is
+ * first used, as libuv does. */
 static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic bool pool_started;
 static pthread_once_t pool_fork_once = PTHREAD_ONCE_INIT;
@@ -339,17 +343,19 @@ static void pool_noop(uv_work_t *w)
     (void)w;
 }
 
-/* Starts the pool from this thread, as it is now: one no-op job on a loop
- * of its own, waited for. */
-static void pool_start_here(void)
+/* The starter thread: as gh_run's thread, one no-op job on a loop of its
+ * own, waited for. */
+static void *pool_starter(void *arg)
 {
+    caller_restore(arg);
     uv_loop_t loop;
     uv_work_t w;
     if (uv_loop_init(&loop) != 0)
-        return;
+        return NULL;
     if (uv_queue_work(&loop, &w, pool_noop, NULL) == 0)
         uv_run(&loop, UV_RUN_DEFAULT);
     (void)uv_loop_close(&loop);
+    return NULL;
 }
 
 void gh__pool_ensure(void)
@@ -358,17 +364,13 @@ void gh__pool_ensure(void)
         return;
     pthread_once(&pool_fork_once, pool_fork_hook);
     struct gh__runtime *rt = gh__rt;
-    struct gh__hub *h = gh__hub_self();
     pthread_mutex_lock(&pool_mu);
-    if (!atomic_load_explicit(&pool_started, memory_order_relaxed)) {
-        bool lend = rt && h && (h->core >= 0 || rt->sched_batch);
-        if (lend)
-            caller_restore(rt);
-        pool_start_here();
-        if (lend && h->core >= 0)   /* the hub's own again */
-            (void)gh__topology_pin_self(h->core);
-        if (lend)
-            hub_policy();
+    if (!atomic_load_explicit(&pool_started, memory_order_relaxed) && rt) {
+        /* Its signal mask, and so the pool's, is the hubs': gh_run's
+         * thread's, as before. */
+        pthread_t t;
+        if (pthread_create(&t, NULL, pool_starter, rt) == 0)
+            pthread_join(t, NULL);
         atomic_store_explicit(&pool_started, true, memory_order_release);
     }
     pthread_mutex_unlock(&pool_mu);

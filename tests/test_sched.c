@@ -200,7 +200,9 @@ static void test_hub_threads_sched_batch_only_when_asked(void **state)
 
 /* libuv's thread pool starts with the CPU affinity of gh_run's thread,
  * not the pinned core of the hub that used it first (runtime.c,
- * gh__pool_ensure): gh_blocking work may run on every CPU the program may. */
+ * gh__pool_ensure): gh_blocking work may run on every CPU the program may.
+ * The first use comes from a greenlet with a 16 KiB stack, which starting
+ * the pool must not overflow. */
 static void *cpus_fn(void *arg)
 {
     (void)arg;
@@ -223,7 +225,7 @@ static void *pool_cpus_fn(void *arg)
 
 static void *pool_cpus_main(void *arg)
 {
-    gh_spawn_opts o = { .name = "pool-cpus", .hub = 1, .pinned = 1 };
+    gh_spawn_opts o = { .name = "pool-cpus", .hub = 1, .pinned = 1, .stack_size = 16 * 1024 };
     gh_greenlet *g = gh_spawn_with(&o, pool_cpus_fn, arg);
     if (g)
         gh_join(g, NULL);
