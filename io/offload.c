@@ -139,11 +139,13 @@ bool gh__io_addr_literal(const char *node)
     return node && (inet_pton(AF_INET, node, a) == 1 || inet_pton(AF_INET6, node, a) == 1);
 }
 
-/* Nothing to look up: node is NULL or an IPv4/IPv6 address in its usual
- * form (no scope name, which takes an interface lookup), service NULL or a
- * port number, and no AI_ADDRCONFIG (which asks the kernel for the
- * configured addresses: a netlink exchange, and nscd's socket; NULL hints
- * mean AI_ADDRCONFIG too).  libc's getaddrinfo then only parses, with no
+/* Nothing to look up: node is an IPv4/IPv6 address in its usual form (no
+ * scope name, which takes an interface lookup), service NULL or a port
+ * number, and no AI_ADDRCONFIG (which asks the kernel for the configured
+ * addresses: a netlink exchange, and nscd's socket; NULL hints mean
+ * AI_ADDRCONFIG too).  Not a NULL node: its two wildcard or loopback
+ * addresses are sorted by RFC 3484, which reads /etc/gai.conf and opens
+ * sockets.  libc's getaddrinfo then only parses one address, with no
  * system call, name service or file (strace), so it runs right on the hub:
  * the thread pool would cost a round trip and, on its first use, four
  * threads that also share the hubs' descriptor table (runtime.c, "Hub 0
@@ -154,7 +156,7 @@ static bool numeric_only(const char *node, const char *service,
 {
     if (!hints || (hints->ai_flags & AI_ADDRCONFIG))
         return false;
-    if (node && !gh__io_addr_literal(node))
+    if (!gh__io_addr_literal(node))
         return false;
     if (!service)
         return true;
@@ -170,7 +172,7 @@ static int getaddrinfo_numeric(const char *node, const char *service,
                                const struct addrinfo *hints, struct addrinfo **res)
 {
     struct addrinfo h = *hints;
-    h.ai_flags |= AI_NUMERICSERV | (node ? AI_NUMERICHOST : 0);
+    h.ai_flags |= AI_NUMERICSERV | AI_NUMERICHOST;
     return GH_REAL(getaddrinfo)(node, service, &h, res);
 }
 

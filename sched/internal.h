@@ -427,6 +427,9 @@ extern struct gh__runtime *gh__rt;   /* set while a runtime runs */
  * (uv_queue_work, uv_getaddrinfo): starts the pool with the affinity and
  * policy of gh_run's thread, not this hub's pinned core (runtime.c). */
 void gh__pool_ensure(void);
+/* The calling thread takes gh_run's thread's CPU affinity and scheduling
+ * policy as they were before hub 0 ran there (runtime.c). */
+void gh__thread_as_caller(const struct gh__runtime *rt);
 
 /* Hub the calling thread runs, NULL on a plain thread.  Never cached across
  * a switch: a greenlet may resume on another hub (use the hub the switch

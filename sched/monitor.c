@@ -547,14 +547,25 @@ static void fds_private(struct gh__monitor *m)
 #endif
 }
 
-static void fds_close(struct gh__monitor *m)
+/* In the private table (own_table) each close is the system call itself:
+ * close() may be the interposition layer's gh_close, which would retire
+ * the hubs' watches on the same number in the process's table. */
+static void fd_close(int fd, bool own_table)
+{
+    if (own_table)
+        syscall(SYS_close, fd);
+    else
+        close(fd);
+}
+
+static void fds_close(struct gh__monitor *m, bool own_table)
 {
     if (m->statm_fd >= 0)
-        close(m->statm_fd);
+        fd_close(m->statm_fd, own_table);
     m->statm_fd = -1;
     for (unsigned i = 0; m->stat_fd && i < m->rt->nhubs; i++) {
         if (m->stat_fd[i] >= 0)
-            close(m->stat_fd[i]);
+            fd_close(m->stat_fd[i], own_table);
         m->stat_fd[i] = -1;
     }
 }
@@ -563,6 +574,7 @@ static void *monitor_main(void *arg)
 {
     struct gh__monitor *m = arg;
     struct gh_shm_header census;
+    gh__thread_as_caller(m->rt);   /* not hub 0's core: it watches hub 0 too */
     fds_private(m);
     pthread_mutex_lock(&m->mu);
     while (!m->stop) {
@@ -582,7 +594,7 @@ static void *monitor_main(void *arg)
     }
     pthread_mutex_unlock(&m->mu);
     if (m->private_fds)
-        fds_close(m);
+        fds_close(m, true);
     return NULL;
 }
 
@@ -610,7 +622,7 @@ static uint64_t period_for(uint64_t block_ns)
 static void monitor_free(struct gh__monitor *m)
 {
     seg_close(m);
-    fds_close(m);
+    fds_close(m, false);
     free(m->stat_fd);
     pthread_cond_destroy(&m->cv);
     pthread_mutex_destroy(&m->mu);

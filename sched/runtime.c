@@ -98,6 +98,22 @@ static void sched_ctx_init(struct gh__hub *h)
     gh__tsan_fiber_current(&h->sched_ctx);
 }
 
+/* This thread takes the CPU affinity and scheduling policy gh_run's thread
+ * came with (caller_save).  For every thread greenhub starts while hub 0
+ * holds gh_run's thread pinned (the other hubs, before they pin
+ * themselves; the monitor; the pool's starter), which would otherwise
+ * inherit hub 0's core, and for gh_run's thread when hub 0 is done.  Best
+ * effort: going back to a realtime policy from SCHED_BATCH needs
+ * RLIMIT_RTPRIO or CAP_SYS_NICE. */
+void gh__thread_as_caller(const struct gh__runtime *rt)
+{
+    pthread_t self = pthread_self();
+    if (rt->caller_cpus_ok)
+        (void)pthread_setaffinity_np(self, sizeof rt->caller_cpus, &rt->caller_cpus);
+    if (rt->caller_policy_ok)
+        (void)pthread_setschedparam(self, rt->caller_policy, &rt->caller_param);
+}
+
 /* The hub's thread takes the hub's scheduling policy. */
 static void hub_policy(void)
 {
@@ -189,6 +205,7 @@ static void stop_handshake(struct gh__runtime *rt)
 static void *hub_thread(void *arg)
 {
     struct gh__hub *h = arg;
+    gh__thread_as_caller(gh__rt);   /* not hub 0's core, if pinning fails */
     int err = hub_init(h);
     if (err)
         gh__die(__func__, "hub %u could not start: %s", h->index, strerror(err));
@@ -301,16 +318,6 @@ static void caller_save(struct gh__runtime *rt)
     rt->caller_policy_ok = pthread_getschedparam(self, &rt->caller_policy, &rt->caller_param) == 0;
 }
 
-/* This thread takes the affinity and policy gh_run's thread came with. */
-static void caller_restore(const struct gh__runtime *rt)
-{
-    pthread_t self = pthread_self();
-    if (rt->caller_cpus_ok)
-        (void)pthread_setaffinity_np(self, sizeof rt->caller_cpus, &rt->caller_cpus);
-    if (rt->caller_policy_ok)
-        (void)pthread_setschedparam(self, rt->caller_policy, &rt->caller_param);
-}
-
 /* libuv's thread pool is process-wide and starts at the first
  * uv_queue_work, on the thread that queues it, with threads that inherit
  * that thread's CPU affinity and scheduling policy.  From a pinned hub
@@ -331,6 +338,7 @@ static pthread_once_t pool_fork_once = PTHREAD_ONCE_INIT;
 static void pool_forked(void)
 {
     atomic_store(&pool_started, false);
+    pthread_mutex_init(&pool_mu, NULL);   /* a hub may have held it */
 }
 
 static void pool_fork_hook(void)
@@ -347,7 +355,7 @@ static void pool_noop(uv_work_t *w)
  * own, waited for. */
 static void *pool_starter(void *arg)
 {
-    caller_restore(arg);
+    gh__thread_as_caller(arg);
     uv_loop_t loop;
     uv_work_t w;
     if (uv_loop_init(&loop) != 0)
@@ -422,7 +430,7 @@ static int hubs_run(struct gh__runtime *rt)
         gh__hub_main(h0);   /* at once if a thread could not be made */
         stop_handshake(rt);
         hub_fini(h0);
-        caller_restore(rt);
+        gh__thread_as_caller(rt);
     }
     for (unsigned i = first; i < nthreads; i++)
         pthread_join(rt->hubs[i].thread, NULL);

@@ -482,7 +482,11 @@ void gh__stack_hub_destroy(struct gh__hub *h)
         stack_t ss = h->altstack_before;
         if (!ss.ss_sp)
             ss = (stack_t){ .ss_flags = SS_DISABLE };
+#ifdef SS_AUTODISARM
+        ss.ss_flags &= SS_DISABLE | SS_AUTODISARM;
+#else
         ss.ss_flags &= SS_DISABLE;
+#endif
         sigaltstack(&ss, NULL);
         munmap(h->altstack, 64 * 1024);
         h->altstack = NULL;

@@ -950,7 +950,7 @@ static void *solo_main(void *arg)
     struct solo_report *r = arg;
     r->same[0] = gai_same("127.0.0.1", "8080", AF_UNSPEC, SOCK_STREAM, 0);
     r->same[1] = gai_same("::1", "443", AF_INET6, SOCK_STREAM, 0);
-    r->same[2] = gai_same(NULL, "0", AF_UNSPEC, SOCK_STREAM, AI_PASSIVE);
+    r->same[2] = gai_same("0.0.0.0", "0", AF_UNSPEC, SOCK_STREAM, AI_PASSIVE);
     r->same[3] = gai_same("10.1.2.3", NULL, AF_INET, SOCK_DGRAM, 0);
     r->listen_fd = gh_tcp_listen("127.0.0.1", "0", 16);
     pid_t monitor = 0;

@@ -4,6 +4,7 @@
 #include "gh_test.h"
 #include "stack_cache.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -255,8 +256,37 @@ static void test_thread_pool_is_not_confined_to_a_pinned_hubs_core(void **state)
  * figures are collected on the hubs and checked here. */
 struct caller_probe {
     pid_t hub_tid[2];
-    int hub0_cpus;   /* CPUs hub 0's thread may run on, in the run */
+    int hub0_cpus;     /* CPUs hub 0's thread may run on, in the run */
+    int monitor_cpus;  /* and the monitor thread (-1: not found) */
 };
+
+/* The CPUs the monitor thread may run on, once it has settled (it takes
+ * gh_run's thread's affinity as it starts): -1 if it is not found. */
+static int monitor_cpus(int want)
+{
+    int n = -1;
+    for (int tries = 0; tries < 200 && n != want; tries++) {
+        if (tries)
+            gh_sleep_ms(10);
+        DIR *d = opendir("/proc/self/task");
+        for (struct dirent *e; d && (e = readdir(d));) {
+            char path[300], comm[32] = "";
+            snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+            FILE *f = e->d_name[0] != '.' ? fopen(path, "r") : NULL;
+            if (f && fgets(comm, sizeof comm, f) && strncmp(comm, "gh-monitor", 10) == 0) {
+                cpu_set_t set;
+                CPU_ZERO(&set);
+                if (sched_getaffinity((pid_t)atoi(e->d_name), sizeof set, &set) == 0)
+                    n = CPU_COUNT(&set);
+            }
+            if (f)
+                fclose(f);
+        }
+        if (d)
+            closedir(d);
+    }
+    return n;
+}
 
 static void *tid_fn(void *arg)
 {
@@ -278,6 +308,11 @@ static void *caller_main(void *arg)
             gh_join(g, &r);
         p->hub_tid[h] = (pid_t)(intptr_t)r;
     }
+    cpu_set_t all;
+    CPU_ZERO(&all);
+    p->monitor_cpus = -1;
+    if (sched_getaffinity(getpid(), sizeof all, &all) == 0)   /* the test's thread's, as it came */
+        p->monitor_cpus = monitor_cpus(CPU_COUNT(&all));
     return NULL;
 }
 
@@ -298,12 +333,14 @@ static void test_hub0_runs_on_the_callers_thread_and_gives_it_back(void **state)
     cpu_set_t cpus_before, cpus_after;
     assert_int_equal(sched_getaffinity(0, sizeof cpus_before, &cpus_before), 0);
 
-    struct caller_probe p = { { 0, 0 }, 0 };
+    struct caller_probe p = { { 0, 0 }, 0, 0 };
     assert_int_equal(run_caller_probe(&p), 0);
     assert_int_equal(p.hub_tid[0], gettid());
     assert_true(p.hub_tid[1] > 0 && p.hub_tid[1] != gettid());
     if (CPU_COUNT(&cpus_before) >= 2)
         assert_int_equal(p.hub0_cpus, 1);   /* pinned while it was hub 0 ... */
+    /* the monitor, started from the pinned thread, is not on hub 0's core */
+    assert_int_equal(p.monitor_cpus, CPU_COUNT(&cpus_before));
     assert_int_equal(sched_getaffinity(0, sizeof cpus_after, &cpus_after), 0);
     assert_true(CPU_EQUAL(&cpus_before, &cpus_after));   /* ... and not after */
     assert_int_equal(sigaltstack(NULL, &after), 0);

@@ -142,10 +142,10 @@ GH_API int gh_tcp_dial(const char *host, const char *port, int64_t timeout_ms);
 
 /* getaddrinfo(3) run on libuv's thread pool while the greenlet parks (on
  * a plain thread: getaddrinfo itself).  A node that is an IPv4 or IPv6
- * address (or NULL) with a port number (or NULL) for service, and hints
- * without AI_ADDRCONFIG, needs no lookup: it is answered at once, on the
- * hub, without the pool (gh_tcp_listen and gh_tcp_dial ask this way for
- * an address literal, so a server on "0.0.0.0" starts no pool threads).
+ * address with a port number (or NULL) for service, and hints without
+ * AI_ADDRCONFIG, needs no lookup: it is answered at once, on the hub,
+ * without the pool (gh_tcp_listen and gh_tcp_dial ask this way for an
+ * address literal, so a server on "0.0.0.0" starts no pool threads).
  * Same arguments and results: 0 and
  * *res (free it with freeaddrinfo), or an EAI_* code; EAI_SYSTEM with
  * errno ETIMEDOUT (deadline scope) or ECANCELED (gh_kill) when the wait

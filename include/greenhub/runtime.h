@@ -99,6 +99,10 @@ typedef void *(*gh_fn)(void *arg);
  *               user only) that a monitor thread refreshes a few times a
  *               second; it is removed when gh_run returns.  The monitor
  *               thread runs while either the segment or the detector is on.
+ *               It keeps a descriptor table of its own (see gh_run) with
+ *               only a copy of stderr as gh_run found it: its reports go
+ *               there even if the program points fd 2 elsewhere later,
+ *               and that copy stays open until gh_run returns.
  * Environment variables override the fields: GREENHUB_HUBS=N,
  * GREENHUB_STACK_SIZE=bytes, GREENHUB_PIN=0 (do not pin) or 1.
  * GREENHUB_BLOCK_MS=N (0: detector off), GREENHUB_BLOCK_REPORT=1 (print
@@ -135,8 +139,9 @@ typedef struct gh_config {
  * thread-local variables (greenlets move between hubs: keep per-greenlet
  * state in gh_local, not in thread-locals).  With pinning, the thread runs
  * on hub 0's core meanwhile; gh_run gives it back its CPU affinity,
- * scheduling policy and alternate signal stack as it found them, and
- * never changes its name or signal mask.  A thread with less than 256 KiB
+ * scheduling policy and alternate signal stack as it found them (a
+ * realtime policy only where the process may set it: RLIMIT_RTPRIO or
+ * CAP_SYS_NICE), and never changes its name or signal mask.  A thread with less than 256 KiB
  * of stack left gets a thread for hub 0 instead (the hub loop runs on the
  * caller's stack).  So a one-hub runtime is one thread (plus the monitor,
  * which keeps a descriptor table of its own, and libuv's thread pool once
