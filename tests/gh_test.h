@@ -12,6 +12,7 @@
 #ifndef GH_TEST_H
 #define GH_TEST_H
 
+#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <cmocka.h>
 
 #include <greenhub.h>
@@ -36,6 +38,31 @@ static inline void *gh_test_run(unsigned hubs, gh_fn fn, void *arg)
     void *res = NULL;
     assert_int_equal(gh_run(&cfg, fn, arg, &res), 0);
     return res;
+}
+
+/* How many threads this process has, and in *tid (if not NULL) the id of
+ * one whose name starts with `name` (0 if none), from /proc/self/task. */
+static inline int gh_test_threads(const char *name, pid_t *tid)
+{
+    int n = 0;
+    if (tid)
+        *tid = 0;
+    DIR *d = opendir("/proc/self/task");
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (e->d_name[0] == '.')
+            continue;
+        n++;
+        char path[300], comm[32] = "";
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = tid ? fopen(path, "r") : NULL;
+        if (f && fgets(comm, sizeof comm, f) && strncmp(comm, name, strlen(name)) == 0)
+            *tid = (pid_t)atoi(e->d_name);
+        if (f)
+            fclose(f);
+    }
+    if (d)
+        closedir(d);
+    return n;
 }
 
 /* main() for a test file: with an argument, runs only the test of that

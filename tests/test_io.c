@@ -2,7 +2,6 @@
  * protocol, deadline scopes and cancellation, on real sockets. */
 #include "gh_test.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pty.h>
@@ -924,27 +923,6 @@ static int gai_same(const char *node, const char *svc, int family, int socktype,
     return same;
 }
 
-static int count_threads(pid_t *monitor)
-{
-    int n = 0;
-    DIR *d = opendir("/proc/self/task");
-    for (struct dirent *e; d && (e = readdir(d));) {
-        if (e->d_name[0] == '.')
-            continue;
-        n++;
-        char path[300], comm[32] = "";
-        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (f && fgets(comm, sizeof comm, f) && strncmp(comm, "gh-monitor", 10) == 0)
-            *monitor = (pid_t)atoi(e->d_name);
-        if (f)
-            fclose(f);
-    }
-    if (d)
-        closedir(d);
-    return n;
-}
-
 static void *solo_main(void *arg)
 {
     struct solo_report *r = arg;
@@ -954,7 +932,7 @@ static void *solo_main(void *arg)
     r->same[3] = gai_same("10.1.2.3", NULL, AF_INET, SOCK_DGRAM, 0);
     r->listen_fd = gh_tcp_listen("127.0.0.1", "0", 16);
     pid_t monitor = 0;
-    r->threads = count_threads(&monitor);
+    r->threads = gh_test_threads("gh-monitor", &monitor);
     r->monitor_found = monitor > 0;
     r->monitor_shares = 1;
     char mine[64] = "", path[64];

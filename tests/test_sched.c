@@ -4,7 +4,6 @@
 #include "gh_test.h"
 #include "stack_cache.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -266,24 +265,14 @@ static int monitor_cpus(int want)
 {
     int n = -1;
     for (int tries = 0; tries < 200 && n != want; tries++) {
+        pid_t tid;
+        cpu_set_t set;
+        CPU_ZERO(&set);
         if (tries)
             gh_sleep_ms(10);
-        DIR *d = opendir("/proc/self/task");
-        for (struct dirent *e; d && (e = readdir(d));) {
-            char path[300], comm[32] = "";
-            snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
-            FILE *f = e->d_name[0] != '.' ? fopen(path, "r") : NULL;
-            if (f && fgets(comm, sizeof comm, f) && strncmp(comm, "gh-monitor", 10) == 0) {
-                cpu_set_t set;
-                CPU_ZERO(&set);
-                if (sched_getaffinity((pid_t)atoi(e->d_name), sizeof set, &set) == 0)
-                    n = CPU_COUNT(&set);
-            }
-            if (f)
-                fclose(f);
-        }
-        if (d)
-            closedir(d);
+        gh_test_threads("gh-monitor", &tid);
+        if (tid > 0 && sched_getaffinity(tid, sizeof set, &set) == 0)
+            n = CPU_COUNT(&set);
     }
     return n;
 }
