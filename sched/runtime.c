@@ -284,8 +284,9 @@ static void runtime_free(struct gh__runtime *rt)
  * process's).  The kernel takes its fast path for such a table: read(2),
  * write(2) and the rest look a descriptor up without taking a reference to
  * its file (two atomic operations per call).  Measured on the echo
- * benchmark (1 hub, 1000 connections, 10 interleaved pairs): 4397 -> 4127
- * ns of system time per message, msgs/s +6% (bench/README.md).
+ * benchmark (1 hub, 1000 connections, 10 interleaved pairs before/after):
+ * 4313 -> 3983 ns of system time per message, 212.2k -> 223.0k msgs/s
+ * (bench/README.md, "Where greenhub is behind").
  *
  * What hub 0 changes on the caller's thread is put back before gh_run
  * returns: the CPU affinity (pinning), the scheduling policy
