@@ -82,16 +82,26 @@ static void close_cb(uv_handle_t *hd)
     (void)hd;
 }
 
+/* The calling thread's stack: its lowest byte and size.  False (and
+ * NULL, 0) if the system does not say. */
+static bool thread_stack(void **lo, size_t *sz)
+{
+    pthread_attr_t a;
+    *lo = NULL;
+    *sz = 0;
+    if (pthread_getattr_np(pthread_self(), &a) != 0)
+        return false;
+    int r = pthread_attr_getstack(&a, lo, sz);
+    pthread_attr_destroy(&a);
+    return r == 0;
+}
+
 /* The hub's own context is its thread's stack: tell ASan where it is. */
 static void sched_ctx_init(struct gh__hub *h)
 {
-    pthread_attr_t a;
-    void *lo = NULL;
-    size_t sz = 0;
-    if (pthread_getattr_np(pthread_self(), &a) == 0) {
-        pthread_attr_getstack(&a, &lo, &sz);
-        pthread_attr_destroy(&a);
-    }
+    void *lo;
+    size_t sz;
+    thread_stack(&lo, &sz);
     memset(&h->sched_ctx, 0, sizeof h->sched_ctx);
     h->sched_ctx.stack_lo = lo;
     h->sched_ctx.stack_size = sz;
@@ -300,15 +310,10 @@ enum { CALLER_STACK_MIN = 256 * 1024 };
 /* Can hub 0's loop run on this thread's stack? */
 static bool caller_stack_ok(void)
 {
-    pthread_attr_t a;
-    void *lo = NULL;
-    size_t sz = 0;
-    if (pthread_getattr_np(pthread_self(), &a) != 0)
-        return false;
-    int r = pthread_attr_getstack(&a, &lo, &sz);
-    pthread_attr_destroy(&a);
+    void *lo;
+    size_t sz;
     char here;
-    return r == 0 && (uintptr_t)&here > (uintptr_t)lo &&
+    return thread_stack(&lo, &sz) && (uintptr_t)&here > (uintptr_t)lo &&
            (uintptr_t)&here - (uintptr_t)lo >= CALLER_STACK_MIN;
 }
 
@@ -329,9 +334,12 @@ static void caller_save(struct gh__runtime *rt)
  * takes gh_run's thread's affinity and policy first, and waits for it.
  * A thread, not the hub itself: starting the pool runs a libuv loop (12
  * KiB of epoll events on the stack), most of a greenlet's smallest stack,
- * and the hub keeps its own affinity throughout.  Once per process (libuv restarts the pool in a forked child;
- * so does this).  If no thread can be made, the pool starts where it is
- * first used, as libuv does. */
+ * and the hub keeps its own affinity throughout.  Once per process (libuv
+ * restarts the pool in a forked child; so does this).  If no thread can be
+ * made, the pool starts where it is first used, as libuv does.
+ * pool_started: any hub thread reads it (acquire) and the one that holds
+ * pool_mu sets it (release) once the starter is joined; pool_mu
+ * serialises the start, so a second hub waits for the first. */
 static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic bool pool_started;
 static pthread_once_t pool_fork_once = PTHREAD_ONCE_INIT;
