@@ -430,6 +430,10 @@ void gh__pool_ensure(void);
 /* The calling thread takes gh_run's thread's CPU affinity and scheduling
  * policy as they were before hub 0 ran there (runtime.c). */
 void gh__thread_as_caller(const struct gh__runtime *rt);
+/* pthread_create for greenhub's own threads: born on those same CPUs,
+ * never for an instant on hub 0's pinned core (runtime.c). */
+int gh__thread_create(const struct gh__runtime *rt, pthread_t *t, void *(*fn)(void *),
+                      void *arg);
 
 /* Hub the calling thread runs, NULL on a plain thread.  Never cached across
  * a switch: a greenlet may resume on another hub (use the hub the switch

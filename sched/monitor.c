@@ -679,7 +679,7 @@ void gh__monitor_start(struct gh__runtime *rt)
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    int err = pthread_create(&m->thread, NULL, monitor_main, m);
+    int err = gh__thread_create(rt, &m->thread, monitor_main, m);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (err)
         return;   /* gh__monitor_stop still removes the segment */

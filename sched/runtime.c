@@ -112,7 +112,8 @@ static void sched_ctx_init(struct gh__hub *h)
  * came with (caller_save).  For every thread greenhub starts while hub 0
  * holds gh_run's thread pinned (the other hubs, before they pin
  * themselves; the monitor; the pool's starter), which would otherwise
- * inherit hub 0's core, and for gh_run's thread when hub 0 is done.  Best
+ * inherit hub 0's policy (its affinity they are born without:
+ * gh__thread_create), and for gh_run's thread when hub 0 is done.  Best
  * effort: going back to a realtime policy from SCHED_BATCH needs
  * RLIMIT_RTPRIO or CAP_SYS_NICE. */
 void gh__thread_as_caller(const struct gh__runtime *rt)
@@ -122,6 +123,28 @@ void gh__thread_as_caller(const struct gh__runtime *rt)
         (void)pthread_setaffinity_np(self, sizeof rt->caller_cpus, &rt->caller_cpus);
     if (rt->caller_policy_ok)
         (void)pthread_setschedparam(self, rt->caller_policy, &rt->caller_param);
+}
+
+/* pthread_create for the threads greenhub starts while hub 0 may hold
+ * gh_run's thread pinned (the other hubs, the monitor, the pool's
+ * starter): the new thread is born on the CPUs gh_run's thread came with,
+ * so not even its first instant runs on hub 0's core.  Its scheduling
+ * policy it takes itself, with gh__thread_as_caller (an explicit realtime
+ * policy in the attributes would make pthread_create fail without
+ * privilege). */
+int gh__thread_create(const struct gh__runtime *rt, pthread_t *t, void *(*fn)(void *),
+                      void *arg)
+{
+    pthread_attr_t a;
+    if (!rt->caller_cpus_ok || pthread_attr_init(&a) != 0)
+        return pthread_create(t, NULL, fn, arg);
+    int err = pthread_attr_setaffinity_np(&a, sizeof rt->caller_cpus, &rt->caller_cpus);
+    if (!err)
+        err = pthread_create(t, &a, fn, arg);
+    pthread_attr_destroy(&a);
+    if (err == EINVAL)   /* the set no longer fits the machine (cpuset change) */
+        err = pthread_create(t, NULL, fn, arg);
+    return err;
 }
 
 /* The hub's thread takes the hub's scheduling policy. */
@@ -386,7 +409,7 @@ void gh__pool_ensure(void)
         /* Its signal mask, and so the pool's, is the hubs': gh_run's
          * thread's, as before. */
         pthread_t t;
-        if (pthread_create(&t, NULL, pool_starter, rt) == 0)
+        if (gh__thread_create(rt, &t, pool_starter, rt) == 0)
             pthread_join(t, NULL);
         atomic_store_explicit(&pool_started, true, memory_order_release);
     }
@@ -406,7 +429,7 @@ static int hubs_start(struct gh__runtime *rt, unsigned first, unsigned *nthreads
     rt->ready += first;
     pthread_mutex_unlock(&rt->start_mu);
     for (; started < rt->nhubs && !err; started++)
-        err = pthread_create(&rt->hubs[started].thread, NULL, hub_thread, &rt->hubs[started]);
+        err = gh__thread_create(rt, &rt->hubs[started].thread, hub_thread, &rt->hubs[started]);
     if (err)
         started--;
     pthread_mutex_lock(&rt->start_mu);

@@ -259,12 +259,12 @@ struct caller_probe {
     int monitor_cpus;  /* and the monitor thread (-1: not found) */
 };
 
-/* The CPUs the monitor thread may run on, once it has settled (it takes
- * gh_run's thread's affinity as it starts): -1 if it is not found. */
-static int monitor_cpus(int want)
+/* The CPUs the monitor thread may run on, read as soon as it is found: it
+ * is born on gh_run's thread's CPUs (gh__thread_create), not on hub 0's
+ * pinned core, so there is no settling to wait for.  -1: not found. */
+static int monitor_cpus(void)
 {
-    int n = -1;
-    for (int tries = 0; tries < 200 && n != want; tries++) {
+    for (int tries = 0; tries < 200; tries++) {
         pid_t tid;
         cpu_set_t set;
         CPU_ZERO(&set);
@@ -272,9 +272,9 @@ static int monitor_cpus(int want)
             gh_sleep_ms(10);
         gh_test_threads("gh-monitor", &tid);
         if (tid > 0 && sched_getaffinity(tid, sizeof set, &set) == 0)
-            n = CPU_COUNT(&set);
+            return CPU_COUNT(&set);
     }
-    return n;
+    return -1;
 }
 
 static void *tid_fn(void *arg)
@@ -297,11 +297,7 @@ static void *caller_main(void *arg)
             gh_join(g, &r);
         p->hub_tid[h] = (pid_t)(intptr_t)r;
     }
-    cpu_set_t all;
-    CPU_ZERO(&all);
-    p->monitor_cpus = -1;
-    if (sched_getaffinity(getpid(), sizeof all, &all) == 0)   /* the test's thread's, as it came */
-        p->monitor_cpus = monitor_cpus(CPU_COUNT(&all));
+    p->monitor_cpus = monitor_cpus();
     return NULL;
 }
 
